@@ -1,0 +1,1 @@
+"""Database access: models, engines and sessions, migrations."""

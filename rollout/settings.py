@@ -1,0 +1,76 @@
+"""Runtime settings, read from the environment and an optional `.env` file.
+
+Names follow the contract in ARCHITECTURE.md section 2 (TEMPORAL_ADDRESS, DATABASE_URL, ...).
+The Places API key is a `SecretStr`: its repr and str are masked, so it cannot leak through
+logging a settings object or an exception that carries one.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Ports of the embedded stack. Postgres uses 55432 rather than 5432 so it never collides
+# with a system Postgres; Temporal keeps the CLI's own defaults so the `temporal` CLI
+# works without --address.
+DEFAULT_POSTGRES_PORT = 55432
+DEFAULT_TEMPORAL_PORT = 7233
+DEFAULT_UI_PORT = 8233
+DEFAULT_DATABASE_NAME = "rollout"
+
+
+def embedded_database_url(
+    port: int = DEFAULT_POSTGRES_PORT, database: str = DEFAULT_DATABASE_NAME
+) -> str:
+    return f"postgresql+asyncpg://postgres@127.0.0.1:{port}/{database}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    # When DATABASE_URL is not set, the embedded Postgres of `starter.py dev` is assumed.
+    database_url: str = embedded_database_url()
+    places_api_key: SecretStr = SecretStr("")
+    places_base_url: str = "https://places.googleapis.com"
+    places_qpm: int = Field(default=600, ge=1)
+
+    # Embedded stack (starter.py dev / demo, tests, benchmarks).
+    stack_dir: Path = PROJECT_ROOT / ".stack"
+    stack_postgres_port: int = Field(default=DEFAULT_POSTGRES_PORT, ge=1, le=65535)
+    stack_temporal_port: int = Field(default=DEFAULT_TEMPORAL_PORT, ge=1, le=65535)
+    stack_ui_port: int = Field(default=DEFAULT_UI_PORT, ge=1, le=65535)
+
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        # Accept the URLs people paste from elsewhere and pin the asyncpg driver.
+        for prefix in (
+            "postgres://",
+            "postgresql://",
+            "postgresql+psycopg://",
+            "postgresql+psycopg2://",
+        ):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value[len(prefix) :]
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("DATABASE_URL must be a postgresql:// or postgresql+asyncpg:// URL")
+        return value
+
+    @property
+    def database_url_given(self) -> bool:
+        """True when DATABASE_URL came from the environment or `.env`, not the default."""
+        return "database_url" in self.model_fields_set
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

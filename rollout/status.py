@@ -1,0 +1,62 @@
+"""Status words shared by the database, the progress document and the search attributes.
+
+They are part of the contract (ARCHITECTURE.md section 2): change them only with the docs.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class RolloutStatus(StrEnum):
+    PLANNED = "planned"
+    IN_PROGRESS = "in_progress"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+# A state may have at most one rollout in one of these (enforced by a partial unique index).
+ACTIVE_ROLLOUT_STATUSES: tuple[RolloutStatus, ...] = (
+    RolloutStatus.PLANNED,
+    RolloutStatus.IN_PROGRESS,
+    RolloutStatus.PAUSED,
+)
+
+
+class CommunityStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
+class PhaseStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Phase(IntEnum):
+    """The six phases of a community rollout, in order."""
+
+    DISCOVERY = 1
+    WEBSITE_SCAN = 2
+    NEWS_SOURCES = 3
+    ENRICHMENT = 4
+    VERIFICATION = 5
+    SEEDING = 6
+
+
+class Platform(StrEnum):
+    """Downstream platforms that cross-platform seeding writes outbox rows for."""
+
+    DOWNTOWNGUIDE = "downtownguide"
+    GOEVENTCITY = "goeventcity"
+    ALPHASITE = "alphasite"
+    CRM = "crm"

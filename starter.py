@@ -1,0 +1,192 @@
+"""Operator CLI for statewide rollouts.
+
+    python starter.py dev                      # Postgres + Temporal (Web UI) in the foreground
+    python starter.py migrate                  # bring the database schema to the latest version
+    python starter.py seed-communities [--state TX]
+
+Every error is one line on stderr and a non-zero exit; nothing is changed on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from pydantic import ValidationError
+from rich.console import Console
+
+from rollout.communities import SchemaMissingError, seed_from_data_file
+from rollout.db.errors import DatabaseUnavailableError, is_connection_error, unavailable
+from rollout.logsetup import configure_logging
+from rollout.settings import Settings, get_settings
+from rollout.stack import EmbeddedStack, StackConfig, StackError, terminate_on_sigterm
+from rollout.states import STATE_NAMES, UnknownStateError, normalize_state_code
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class CommandError(Exception):
+    """An error the operator can act on: printed as one line, exit code 1."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse prints the whole usage block; one line is easier to act on.
+        self.exit(2, f"error: {message} (see `python starter.py {self.prog.split()[-1]} --help`)\n")
+
+
+def _state_arg(value: str) -> str:
+    try:
+        return normalize_state_code(value)
+    except UnknownStateError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port_arg(value: str) -> int:
+    port = int(value)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is outside 1-65535")
+    return port
+
+
+# --------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------
+
+
+def migrate(database_url: str) -> None:
+    from rollout.db.migrate import upgrade
+
+    try:
+        upgrade(database_url)
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise CommandError(str(unavailable(database_url, exc))) from None
+        raise
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> None:
+    migrate(settings.database_url)
+    console.print("database schema is at the latest version")
+
+
+def cmd_seed_communities(args: argparse.Namespace, settings: Settings) -> None:
+    started = time.monotonic()
+    result = asyncio.run(seed_from_data_file(settings.database_url, args.state))
+    where = STATE_NAMES[args.state] if args.state else f"{result.states} states and DC"
+    console.print(
+        f"seeded {result.communities:,} communities of {where} with their primary regions "
+        f"in {time.monotonic() - started:.1f}s (GeoNames, CC BY 4.0)"
+    )
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
+    overrides: dict[str, object] = {}
+    if args.postgres_port:
+        overrides["postgres_port"] = args.postgres_port
+    if args.temporal_port:
+        overrides["temporal_port"] = args.temporal_port
+    if args.ui_port:
+        overrides["ui_port"] = args.ui_port
+    config = StackConfig.from_settings(settings, **overrides)
+
+    with EmbeddedStack(config) as stack:
+        migrate(stack.database_url)
+        result = asyncio.run(seed_from_data_file(stack.database_url))
+        _print_stack(stack, result.communities)
+        # Serve until Ctrl-C / SIGTERM; a service that dies takes the whole stack down.
+        while True:
+            for process in filter(None, [stack.temporal.process, *stack.extra]):
+                if not process.running():
+                    raise CommandError(str(process.failure()).splitlines()[0])
+            if stack.postgres and stack.postgres.process and not stack.postgres.process.running():
+                raise CommandError(str(stack.postgres.process.failure()).splitlines()[0])
+            time.sleep(1)
+
+
+def _print_stack(stack: EmbeddedStack, communities: int) -> None:
+    pg = "external (DATABASE_URL)" if stack.config.external_database_url else "embedded"
+    console.print("[bold green]statewide rollout dev stack is up[/]")
+    console.print(f"  Temporal   {stack.temporal_address}  (namespace {stack.config.namespace})")
+    console.print(f"  Web UI     {stack.ui_url}")
+    console.print(f"  Postgres   {pg}: {stack.database_url}")
+    console.print(f"  Data       {communities:,} communities seeded; logs in {stack.log_dir}")
+    console.print("In another shell:")
+    for key, value in stack.environment().items():
+        console.print(f"  export {key}={value}")
+    console.print(f"  pids: {' '.join(map(str, stack.pids()))}")
+    console.print("Press Ctrl-C to stop everything.", style="dim")
+
+
+# --------------------------------------------------------------------------------------
+# parsing and error handling
+# --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineArgumentParser(prog="starter.py", description="Statewide rollout operator CLI.")
+    parser.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, WARNING (default: LOG_LEVEL)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
+
+    p = sub.add_parser("migrate", help="upgrade the database schema to the latest version")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser(
+        "seed-communities", help="load US communities (GeoNames) and their primary regions"
+    )
+    p.add_argument("--state", type=_state_arg, help="only this state (two-letter code)")
+    p.set_defaults(func=cmd_seed_communities)
+
+    p = sub.add_parser("dev", help="run Postgres and the Temporal dev server (Web UI) until Ctrl-C")
+    p.add_argument("--postgres-port", type=_port_arg, help="default STACK_POSTGRES_PORT or 55432")
+    p.add_argument("--temporal-port", type=_port_arg, help="default STACK_TEMPORAL_PORT or 7233")
+    p.add_argument("--ui-port", type=_port_arg, help="default STACK_UI_PORT or 8233")
+    p.set_defaults(func=cmd_dev)
+    return parser
+
+
+def _fail(message: str, code: int = 1) -> int:
+    err_console.print(f"error: {message}", style="red", markup=False, soft_wrap=True)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # name the setting, not a traceback
+        problem = exc.errors()[0]
+        name = str(problem["loc"][0]).upper() if problem["loc"] else "settings"
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        return _fail(f"invalid {name}: {message}", 2)
+    configure_logging(args.log_level or settings.log_level)
+    func: Callable[[argparse.Namespace, Settings], None] = args.func
+    try:
+        with terminate_on_sigterm():
+            func(args, settings)
+    except KeyboardInterrupt:
+        err_console.print("stopped", style="dim")
+        return 130
+    except (CommandError, StackError, DatabaseUnavailableError, SchemaMissingError) as exc:
+        return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except Exception as exc:
+        if is_connection_error(exc):
+            return _fail(str(unavailable(settings.database_url, exc)))
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    # Run from anywhere: the project root holds the packages and the .env file.
+    os.chdir(Path(__file__).resolve().parent)
+    sys.exit(main())
