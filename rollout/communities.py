@@ -12,11 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rollout.db.models import Community, CommunityRegion, Region
+from rollout.db.models import Community, Region
 from rollout.states import STATE_NAMES, normalize_state_code
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "us_communities.csv"
@@ -29,8 +29,8 @@ FRINGE_FACTOR = 1.5
 MIN_RADIUS_M = 2_000
 MAX_RADIUS_M = 30_000
 
-# Rows per INSERT: 7 parameters a row stays far below asyncpg's 32,767 parameter limit.
-CHUNK = 2_000
+# Rows per executemany call (SQLAlchemy pages each call into multi-row INSERTs).
+CHUNK = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +114,19 @@ async def seed_communities(session: AsyncSession, records: Sequence[CommunityRec
     Idempotent: a second run with the same records changes nothing (updates only rows whose
     data changed), and a run with corrected data updates them in place.
     """
+    # executemany: SQLAlchemy batches the rows into multi-row INSERTs ("insertmanyvalues").
+    community_stmt = insert(Community)
+    changed = ("name", "state_code", "latitude", "longitude", "population", "timezone")
     for chunk in _chunks(records):
-        stmt = insert(Community).values(
+        await session.execute(
+            community_stmt.on_conflict_do_update(
+                index_elements=[Community.id],
+                set_={**{c: community_stmt.excluded[c] for c in changed}, "updated_at": func.now()},
+                # Only rows whose data changed are written: a re-seed touches nothing.
+                where=func.row(*(getattr(Community, c) for c in changed)).is_distinct_from(
+                    func.row(*(community_stmt.excluded[c] for c in changed))
+                ),
+            ),
             [
                 {
                     "id": r.id,
@@ -127,22 +138,23 @@ async def seed_communities(session: AsyncSession, records: Sequence[CommunityRec
                     "timezone": r.timezone,
                 }
                 for r in chunk
-            ]
-        )
-        changed = ("name", "state_code", "latitude", "longitude", "population", "timezone")
-        await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[Community.id],
-                set_={**{c: stmt.excluded[c] for c in changed}, "updated_at": func.now()},
-                where=(
-                    func.row(*(getattr(Community, c) for c in changed)).is_distinct_from(
-                        func.row(*(stmt.excluded[c] for c in changed))
-                    )
-                ),
-            )
+            ],
         )
 
-        region_stmt = insert(Region).values(
+    region_stmt = insert(Region)
+    region_cols = ("name", "state_code", "center_latitude", "center_longitude", "radius_m")
+    for chunk in _chunks(records):
+        await session.execute(
+            region_stmt.on_conflict_do_update(
+                index_elements=[Region.slug],
+                set_={
+                    **{c: region_stmt.excluded[c] for c in region_cols},
+                    "updated_at": func.now(),
+                },
+                where=func.row(*(getattr(Region, c) for c in region_cols)).is_distinct_from(
+                    func.row(*(region_stmt.excluded[c] for c in region_cols))
+                ),
+            ),
             [
                 {
                     "slug": r.region_slug,
@@ -154,44 +166,20 @@ async def seed_communities(session: AsyncSession, records: Sequence[CommunityRec
                     "radius_m": region_radius_m(r.population),
                 }
                 for r in chunk
-            ]
-        )
-        region_cols = ("name", "state_code", "center_latitude", "center_longitude", "radius_m")
-        await session.execute(
-            region_stmt.on_conflict_do_update(
-                index_elements=[Region.slug],
-                set_={
-                    **{c: region_stmt.excluded[c] for c in region_cols},
-                    "updated_at": func.now(),
-                },
-                where=(
-                    func.row(*(getattr(Region, c) for c in region_cols)).is_distinct_from(
-                        func.row(*(region_stmt.excluded[c] for c in region_cols))
-                    )
-                ),
-            )
-        )
-        slugs = [r.region_slug for r in chunk]
-        region_ids = dict(
-            (await session.execute(select(Region.slug, Region.id).where(Region.slug.in_(slugs))))
-            .tuples()
-            .all()
+            ],
         )
 
-        await session.execute(
-            insert(CommunityRegion)
-            .values(
-                [
-                    {
-                        "community_id": r.id,
-                        "region_id": region_ids[r.region_slug],
-                        "is_primary": True,
-                    }
-                    for r in chunk
-                ]
-            )
-            .on_conflict_do_nothing()
-        )
+    # Link each community to its region by slug, server-side in one statement.
+    await session.execute(
+        text(
+            "INSERT INTO community_region (community_id, region_id, is_primary) "
+            "SELECT c.id, r.id, true FROM communities c "
+            "JOIN regions r ON r.slug = lower(c.state_code) || '-' || c.id "
+            "WHERE c.id = ANY(:ids) "
+            "ON CONFLICT DO NOTHING"
+        ),
+        {"ids": [r.id for r in records]},
+    )
 
     return SeedResult(
         communities=len(records),
@@ -205,7 +193,7 @@ async def community_counts(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(
         select(Community.state_code, func.count()).group_by(Community.state_code)
     )
-    return {state: count for state, count in rows.tuples()}
+    return {state: count for state, count in rows}
 
 
 class SchemaMissingError(RuntimeError):
