@@ -207,6 +207,9 @@ class StateRollout(TimestampMixin, Base):
     state_name: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), server_default=RolloutStatus.PLANNED.value)
     workflow_id: Mapped[str] = mapped_column(String(255))
+    # Run id of the workflow's first run: identifies this rollout across continue-as-new,
+    # so a retried initiation finds its own row instead of creating a second one.
+    workflow_run_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     total_communities: Mapped[int] = mapped_column(Integer, server_default="0")
     completed_communities: Mapped[int] = mapped_column(Integer, server_default="0")
     failed_communities: Mapped[int] = mapped_column(Integer, server_default="0")

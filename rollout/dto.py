@@ -1,0 +1,259 @@
+"""Payloads that cross Temporal: small pydantic models of ids, counts and settings.
+
+Never ORM rows, never pages of places. Workflows and activities both import this module
+(it is deterministic: no I/O, no clocks), and the pydantic data converter encodes it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rollout.status import CommunityStatus, RolloutStatus
+
+# The contract's task queues (ARCHITECTURE.md section 2).
+ROLLOUT_TASK_QUEUE = "rollout"
+PLACES_TASK_QUEUE = "rollout-places"
+
+MIN_BATCH_SIZE = 1
+MAX_BATCH_SIZE = 200
+
+
+def state_workflow_id(state_code: str) -> str:
+    return f"state-rollout-{state_code}"
+
+
+def community_workflow_id(state_code: str, community_id: int) -> str:
+    return f"state-rollout-{state_code}/community-{community_id}"
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(frozen=False, extra="forbid")
+
+
+class RetrySpec(Payload):
+    """Retry policy of phase activities. The default is the Laravel job's intent: 3 attempts,
+    waiting 60 s then 300 s (900 s is the ceiling); tests pass shorter intervals."""
+
+    initial_s: float = 60.0
+    backoff: float = 5.0
+    maximum_s: float = 900.0
+    attempts: int = 3
+
+
+class PhaseInput(Payload):
+    """What a phase activity needs: ids and the rollout's settings, nothing else."""
+
+    rollout_id: int
+    community_rollout_id: int
+    community_id: int
+    state_code: str
+    throttle_ms: int = 100
+    skip_enrichment: bool = False
+
+
+class PhaseResult(Payload):
+    phase: int
+    status: Literal["completed", "skipped"] = "completed"
+    # Named counts for the community row and the progress document, e.g.
+    # {"businesses_discovered": 120, "businesses_with_websites": 71}.
+    counts: dict[str, int] = Field(default_factory=dict)
+    cost_usd: Decimal = Decimal(0)
+
+
+class CommunityRef(Payload):
+    community_rollout_id: int
+    community_id: int
+    name: str
+    position: int
+    is_priority: bool = False
+
+
+class InFlightCommunity(CommunityRef):
+    started_at: datetime
+
+
+class CommunityResult(Payload):
+    """A child's report to its parent (by signal, so it survives the parent's continue-as-new)."""
+
+    community_rollout_id: int
+    community_id: int
+    status: CommunityStatus
+    businesses_discovered: int = 0
+    businesses_with_websites: int = 0
+    news_sources_created: int = 0
+    cost_usd: Decimal = Decimal(0)
+    failed_phase: int | None = None
+    error: str | None = None
+    # Set when the community could not run for a reason that concerns the whole rollout
+    # (invalid API key, API disabled, daily quota exhausted): the parent pauses.
+    pause_reason: str | None = None
+
+
+class CommunityRolloutInput(Payload):
+    rollout_id: int
+    community_rollout_id: int
+    community_id: int
+    community_name: str
+    state_code: str
+    parent_workflow_id: str
+    throttle_ms: int = 100
+    skip_enrichment: bool = False
+    phase_retry: RetrySpec = Field(default_factory=RetrySpec)
+
+
+class RolloutSettings(Payload):
+    """The operator's settings for a rollout (the contract's start input)."""
+
+    batch_size: int = 5
+    throttle_ms: int = 100
+    skip_enrichment: bool = False
+    priority_communities: list[int] = Field(default_factory=list)
+    budget_usd: Decimal | None = None
+
+
+class StateRolloutInput(RolloutSettings):
+    state_code: str
+    initiated_by: str = "system"
+    phase_retry: RetrySpec = Field(default_factory=RetrySpec)
+    # Cost assumed per community before any has completed (estimates and the budget check).
+    default_community_cost_usd: Decimal = Decimal("34.00")
+    # Test hook: continue-as-new after this many history events (the server suggests it
+    # at 4,096 events anyway).
+    continue_as_new_after_events: int | None = None
+    # Set only by continue-as-new.
+    carry: StateRolloutCarry | None = None
+
+
+class Totals(Payload):
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    businesses: int = 0
+    news_sources: int = 0
+    cost_usd: Decimal = Decimal(0)
+    # Cost of the completed communities only: the basis of the remaining-cost estimate.
+    completed_cost_usd: Decimal = Decimal(0)
+
+
+class StateRolloutCarry(Payload):
+    """Everything a continued-as-new run needs to go on exactly where the last one stopped."""
+
+    rollout_id: int
+    state_name: str
+    total_communities: int
+    started_at: datetime
+    cursor: int  # position of the last community taken from the queue
+    exhausted: bool = False
+    requeued: list[CommunityRef] = Field(default_factory=list)
+    in_flight: list[InFlightCommunity] = Field(default_factory=list)
+    totals: Totals = Field(default_factory=Totals)
+    batch_size: int
+    paused: bool = False
+    paused_reason: str | None = None
+    cancel_requested: bool = False
+    runs: int = 1
+
+
+class InitiateRolloutInput(Payload):
+    state_code: str
+    workflow_id: str
+    workflow_run_id: str
+    settings: RolloutSettings
+    initiated_by: str = "system"
+
+
+class InitiateRolloutResult(Payload):
+    rollout_id: int
+    state_name: str
+    total_communities: int
+    started_at: datetime
+
+
+class CommunityPageInput(Payload):
+    rollout_id: int
+    after_position: int
+    limit: int
+
+
+class CommunityPage(Payload):
+    communities: list[CommunityRef]
+    exhausted: bool
+
+
+class RolloutStatusChange(Payload):
+    rollout_id: int
+    status: RolloutStatus
+    paused_reason: str | None = None
+
+
+class FinalizeInput(Payload):
+    rollout_id: int
+    status: RolloutStatus
+
+
+class RolloutSummary(Payload):
+    """Totals recomputed from the community rows at the end of a rollout."""
+
+    rollout_id: int
+    status: RolloutStatus
+    completed: int
+    failed: int
+    cancelled: int
+    businesses: int
+    news_sources: int
+    cost_usd: Decimal
+
+
+class PauseInput(Payload):
+    reason: str | None = None
+
+
+class BatchSizeInput(Payload):
+    batch_size: int
+
+
+class ProgressRollout(Payload):
+    id: int | None
+    state_code: str
+    state_name: str
+    status: RolloutStatus
+    total_communities: int
+    completed_communities: int
+    failed_communities: int
+    cancelled_communities: int
+    started_at: datetime | None
+    completed_at: datetime | None = None
+    batch_size: int
+    throttle_ms: int
+    skip_enrichment: bool
+    budget_usd: Decimal | None = None
+
+
+class StatusBreakdown(Payload):
+    queued: int = 0
+    processing: int = 0
+    completed: int = 0
+    failed: int = 0
+    paused: int = 0
+    cancelled: int = 0
+
+
+class ProgressDocument(Payload):
+    """The `progress` query's answer (ARCHITECTURE.md section 2)."""
+
+    rollout: ProgressRollout
+    progress_percentage: float
+    status_breakdown: StatusBreakdown
+    total_businesses: int
+    total_news_sources: int
+    total_cost: Decimal
+    estimated_remaining_cost: Decimal
+    in_flight: list[InFlightCommunity]
+    paused_reason: str | None = None
+
+
+StateRolloutInput.model_rebuild()
