@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import getpass
+import json
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NoReturn
 
 from pydantic import ValidationError
 from rich.console import Console
+from temporalio.client import Client
 
+from cli import control
 from rollout.communities import SchemaMissingError, seed_from_data_file
 from rollout.db.errors import DatabaseUnavailableError, is_connection_error, unavailable
+from rollout.dto import ProgressDocument, RolloutSettings
 from rollout.logsetup import configure_logging
 from rollout.settings import Settings, get_settings
 from rollout.stack import EmbeddedStack, StackConfig, StackError, terminate_on_sigterm
@@ -125,6 +132,127 @@ def _print_stack(stack: EmbeddedStack, communities: int) -> None:
     console.print("Press Ctrl-C to stop everything.", style="dim")
 
 
+def _budget_arg(value: str) -> Decimal:
+    try:
+        budget = Decimal(value)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"budget {value!r} is not a number") from None
+    if not budget.is_finite() or budget <= 0:
+        raise argparse.ArgumentTypeError(f"budget {value} must be a positive amount of USD")
+    return budget
+
+
+def cmd_start(args: argparse.Namespace, settings: Settings) -> None:
+    rollout = RolloutSettings(
+        batch_size=args.batch_size,
+        throttle_ms=args.throttle_ms,
+        skip_enrichment=args.skip_enrichment,
+        priority_communities=args.priority or [],
+        budget_usd=args.budget,
+    )
+
+    control.check_input(args.state, rollout, initiated_by=getpass.getuser())
+
+    async def go() -> str:
+        client = await control.connect(settings)
+        handle = await control.start(
+            client, settings, args.state, rollout, initiated_by=getpass.getuser()
+        )
+        return handle.id
+
+    workflow_id = asyncio.run(go())
+    console.print(f"started {workflow_id} ({STATE_NAMES[args.state]})")
+    console.print(f"  watch:   python starter.py progress {args.state} --watch")
+    console.print(f"  pause:   python starter.py pause {args.state} --reason TEXT")
+    console.print(
+        f"  temporal workflow query -w {workflow_id} --name progress   "
+        f"(Web UI: search RolloutStateCode='{args.state}')"
+    )
+
+
+def cmd_pause(args: argparse.Namespace, settings: Settings) -> None:
+    async def go() -> None:
+        client = await control.connect(settings)
+        await control.pause(client, args.state, args.reason)
+
+    asyncio.run(go())
+    console.print(f"pause sent to {args.state}: running communities finish, no new ones start")
+
+
+def cmd_resume(args: argparse.Namespace, settings: Settings) -> None:
+    async def go() -> None:
+        client = await control.connect(settings)
+        await control.resume(client, args.state, args.budget)
+
+    asyncio.run(go())
+    console.print(f"resume sent to {args.state}")
+
+
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> None:
+    async def go() -> None:
+        client = await control.connect(settings)
+        await control.cancel(client, args.state)
+
+    asyncio.run(go())
+    console.print(
+        f"cancel sent to {args.state}: in-flight communities are cancelled, "
+        "the rest marked cancelled"
+    )
+
+
+def cmd_set_batch_size(args: argparse.Namespace, settings: Settings) -> None:
+    async def go() -> None:
+        client = await control.connect(settings)
+        await control.set_batch_size(client, args.state, args.batch_size)
+
+    asyncio.run(go())
+    console.print(f"batch size of {args.state} set to {args.batch_size}")
+
+
+def cmd_progress(args: argparse.Namespace, settings: Settings) -> None:
+    from rich.live import Live
+
+    from cli.render import progress_view
+
+    async def once(client: Client) -> ProgressDocument:
+        return await control.progress(client, settings, args.state)
+
+    async def go() -> None:
+        client = await control.connect(settings)
+        document = await once(client)
+        if args.json:
+            sys.stdout.write(document.model_dump_json(indent=2) + "\n")
+            return
+        if not args.watch:
+            console.print(progress_view(document))
+            return
+        with Live(progress_view(document), console=console, refresh_per_second=4) as live:
+            while document.rollout.status.value in ("planned", "in_progress", "paused"):
+                await asyncio.sleep(args.interval)
+                document = await once(client)
+                live.update(progress_view(document))
+
+    asyncio.run(go())
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
+    from cli.render import rollouts_table
+
+    async def go() -> list[control.RolloutListing]:
+        client = await control.connect(settings)
+        return await control.list_rollouts(client)
+
+    rows = asyncio.run(go())
+    if args.json:
+        sys.stdout.write(
+            json.dumps([dataclasses.asdict(r) for r in rows], default=str, indent=2) + "\n"
+        )
+    elif rows:
+        console.print(rollouts_table(rows))
+    else:
+        console.print("no rollouts yet; start one with `python starter.py start TX`")
+
+
 # --------------------------------------------------------------------------------------
 # parsing and error handling
 # --------------------------------------------------------------------------------------
@@ -136,6 +264,49 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default=None, help="DEBUG, INFO, WARNING (default: LOG_LEVEL)"
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
+
+    p = sub.add_parser("start", help="start a state rollout")
+    p.add_argument("state", type=_state_arg, help="two-letter state code, e.g. TX")
+    p.add_argument("--batch-size", type=int, default=5, help="children at once, 1-200 (5)")
+    p.add_argument(
+        "--throttle-ms", type=int, default=100, help="pause after each Places request (100)"
+    )
+    p.add_argument("--skip-enrichment", action="store_true", help="skip phase 4 (Pro enrichment)")
+    p.add_argument(
+        "--priority", type=int, action="append", metavar="ID", help="community id to do first"
+    )
+    p.add_argument("--budget", type=_budget_arg, help="pause before spending more than USD")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("pause", help="pause a rollout (running communities finish)")
+    p.add_argument("state", type=_state_arg)
+    p.add_argument("--reason", help="shown in progress and the Web UI")
+    p.set_defaults(func=cmd_pause)
+
+    p = sub.add_parser("resume", help="resume a paused rollout")
+    p.add_argument("state", type=_state_arg)
+    p.add_argument("--budget", type=_budget_arg, help="raise the budget while resuming")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("cancel", help="cancel a rollout")
+    p.add_argument("state", type=_state_arg)
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("set-batch-size", help="change how many communities run at once")
+    p.add_argument("state", type=_state_arg)
+    p.add_argument("batch_size", type=int)
+    p.set_defaults(func=cmd_set_batch_size)
+
+    p = sub.add_parser("progress", help="show a rollout's progress")
+    p.add_argument("state", type=_state_arg)
+    p.add_argument("--watch", action="store_true", help="live progress until the rollout ends")
+    p.add_argument("--json", action="store_true", help="the progress document as JSON")
+    p.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_progress)
+
+    p = sub.add_parser("list", help="list state rollouts")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("migrate", help="upgrade the database schema to the latest version")
     p.set_defaults(func=cmd_migrate)
@@ -177,7 +348,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("stopped", style="dim")
         return 130
-    except (CommandError, StackError, DatabaseUnavailableError, SchemaMissingError) as exc:
+    except control.InputError as exc:
+        return _fail(str(exc), 2)
+    except (
+        CommandError,
+        StackError,
+        DatabaseUnavailableError,
+        SchemaMissingError,
+        control.ControlError,
+    ) as exc:
         return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     except Exception as exc:
         if is_connection_error(exc):

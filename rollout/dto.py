@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rollout.status import CommunityStatus, RolloutStatus
+from rollout.status import CommunityStatus, PhaseStatus, RolloutStatus
 
 # The contract's task queues (ARCHITECTURE.md section 2).
 ROLLOUT_TASK_QUEUE = "rollout"
@@ -20,6 +20,8 @@ PLACES_TASK_QUEUE = "rollout-places"
 
 MIN_BATCH_SIZE = 1
 MAX_BATCH_SIZE = 200
+# Cost assumed per community before any has completed (the Laravel design's projection).
+DEFAULT_COMMUNITY_COST = Decimal("34.00")
 
 
 def state_workflow_id(state_code: str) -> str:
@@ -120,7 +122,7 @@ class StateRolloutInput(RolloutSettings):
     initiated_by: str = "system"
     phase_retry: RetrySpec = Field(default_factory=RetrySpec)
     # Cost assumed per community before any has completed (estimates and the budget check).
-    default_community_cost_usd: Decimal = Decimal("34.00")
+    default_community_cost_usd: Decimal = DEFAULT_COMMUNITY_COST
     # Test hook: continue-as-new after this many history events (the server suggests it
     # at 4,096 events anyway).
     continue_as_new_after_events: int | None = None
@@ -254,6 +256,34 @@ class ProgressDocument(Payload):
     estimated_remaining_cost: Decimal
     in_flight: list[InFlightCommunity]
     paused_reason: str | None = None
+
+
+class CommunityMark(Payload):
+    rollout_id: int
+    community_rollout_id: int
+    community_id: int
+
+
+class PhaseMark(Payload):
+    community_rollout_id: int
+    phase: int
+    status: PhaseStatus
+    error: str | None = None
+
+
+class CommunityFinish(Payload):
+    rollout_id: int
+    community_rollout_id: int
+    community_id: int
+    status: CommunityStatus
+    failed_phase: int | None = None
+    error: str | None = None
+    pause_reason: str | None = None
+
+
+class ResumeInput(Payload):
+    # Raise (or set) the budget when resuming a rollout that paused on it.
+    budget_usd: Decimal | None = None
 
 
 StateRolloutInput.model_rebuild()

@@ -23,11 +23,17 @@ from rollout.db.models import (
     StateRollout,
 )
 from rollout.dto import (
+    DEFAULT_COMMUNITY_COST,
     CommunityPage,
     CommunityRef,
+    InFlightCommunity,
     InitiateRolloutInput,
     InitiateRolloutResult,
+    ProgressDocument,
+    ProgressRollout,
+    RolloutSettings,
     RolloutSummary,
+    StatusBreakdown,
 )
 from rollout.states import STATE_NAMES
 from rollout.status import (
@@ -447,3 +453,141 @@ async def phase_statuses(
             .order_by(CommunityRolloutPhase.phase)
         )
     ).all()
+
+
+async def start_problems(
+    session: AsyncSession, state_code: str, priority: Sequence[int]
+) -> list[str]:
+    """Why a rollout of `state_code` cannot start, checked before anything is started."""
+    problems: list[str] = []
+    count = await session.scalar(
+        select(func.count()).select_from(Community).where(Community.state_code == state_code)
+    )
+    if not count:
+        problems.append(
+            f"no communities found for {state_code}; run `python starter.py seed-communities "
+            f"--state {state_code}` first"
+        )
+    if priority:
+        found = set(
+            (
+                await session.scalars(
+                    select(Community.id).where(
+                        Community.id.in_(list(priority)), Community.state_code == state_code
+                    )
+                )
+            ).all()
+        )
+        foreign = [c for c in priority if c not in found]
+        if foreign:
+            problems.append(
+                f"priority communities not in {state_code}: {', '.join(map(str, foreign))}"
+            )
+    blocking = await active_rollout(session, state_code)
+    if blocking is not None:
+        problems.append(
+            f"{state_code} already has an active rollout (#{blocking.id}, {blocking.status})"
+        )
+    return problems
+
+
+async def latest_rollout(session: AsyncSession, state_code: str) -> StateRollout | None:
+    return await session.scalar(
+        select(StateRollout)
+        .where(StateRollout.state_code == state_code)
+        .order_by(StateRollout.id.desc())
+        .limit(1)
+    )
+
+
+async def progress_from_db(session: AsyncSession, state_code: str) -> ProgressDocument | None:
+    """The progress document of the state's latest rollout, from the rows alone (for a
+    rollout whose workflow cannot answer a query: closed long ago, or no worker running)."""
+    rollout = await latest_rollout(session, state_code)
+    if rollout is None:
+        return None
+    counts = dict(
+        (
+            await session.execute(
+                select(CommunityRollout.status, func.count())
+                .where(CommunityRollout.state_rollout_id == rollout.id)
+                .group_by(CommunityRollout.status)
+            )
+        ).all()
+    )
+    breakdown = StatusBreakdown(**{s.value: counts.get(s.value, 0) for s in CommunityStatus})
+    cr = CommunityRollout
+    businesses, news, cost, completed_cost = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(cr.businesses_discovered), 0),
+                func.coalesce(func.sum(cr.news_sources_created), 0),
+                func.coalesce(func.sum(cr.api_cost_estimate), 0),
+                func.coalesce(
+                    func.sum(cr.api_cost_estimate).filter(
+                        cr.status == CommunityStatus.COMPLETED.value
+                    ),
+                    0,
+                ),
+            ).where(cr.state_rollout_id == rollout.id)
+        )
+    ).one()
+    in_flight_rows = (
+        await session.execute(
+            select(
+                cr.id, cr.community_id, Community.name, cr.position, cr.is_priority, cr.started_at
+            )
+            .join(Community, Community.id == cr.community_id)
+            .where(cr.state_rollout_id == rollout.id, cr.status == CommunityStatus.PROCESSING.value)
+            .order_by(cr.position)
+        )
+    ).all()
+    settings = RolloutSettings.model_validate(rollout.settings or {})
+    done = breakdown.completed + breakdown.failed + breakdown.cancelled
+    remaining = rollout.total_communities - done
+    average = (
+        Decimal(completed_cost) / breakdown.completed
+        if breakdown.completed
+        else DEFAULT_COMMUNITY_COST
+    )
+    active = rollout.status in {s.value for s in ACTIVE_ROLLOUT_STATUSES}
+    return ProgressDocument(
+        rollout=ProgressRollout(
+            id=rollout.id,
+            state_code=rollout.state_code,
+            state_name=rollout.state_name,
+            status=RolloutStatus(rollout.status),
+            total_communities=rollout.total_communities,
+            completed_communities=breakdown.completed,
+            failed_communities=breakdown.failed,
+            cancelled_communities=breakdown.cancelled,
+            started_at=rollout.started_at,
+            completed_at=rollout.completed_at,
+            batch_size=settings.batch_size,
+            throttle_ms=settings.throttle_ms,
+            skip_enrichment=settings.skip_enrichment,
+            budget_usd=rollout.budget_usd,
+        ),
+        progress_percentage=round(100.0 * done / rollout.total_communities, 1)
+        if rollout.total_communities
+        else 0.0,
+        status_breakdown=breakdown,
+        total_businesses=int(businesses),
+        total_news_sources=int(news),
+        total_cost=Decimal(cost).quantize(Decimal("0.01")),
+        estimated_remaining_cost=(remaining * average).quantize(Decimal("0.01"))
+        if active
+        else Decimal("0.00"),
+        in_flight=[
+            InFlightCommunity(
+                community_rollout_id=cr_id,
+                community_id=community_id,
+                name=name,
+                position=position,
+                is_priority=is_priority,
+                started_at=started_at or rollout.started_at,
+            )
+            for cr_id, community_id, name, position, is_priority, started_at in in_flight_rows
+        ],
+        paused_reason=rollout.paused_reason,
+    )

@@ -93,3 +93,26 @@ def test_unknown_command_is_one_line() -> None:
     result = starter("launch", "TX")
     assert result.returncode == 2
     assert "invalid choice: 'launch'" in one_error_line(result)
+
+
+def test_bad_start_input_is_one_line_before_contacting_anything() -> None:
+    result = starter("start", "TX", "--batch-size", "0", "--throttle-ms", "-1")
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "batch_size 0 is outside 1-200" in line
+    assert "throttle_ms -1 must be 0 or more" in line
+
+
+@pytest.mark.parametrize("command", [["progress", "TX"], ["pause", "TX"], ["list"]])
+def test_unreachable_temporal_is_one_line_naming_it(command: list[str]) -> None:
+    env_address = "127.0.0.1:9"
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "starter.py"), *command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TEMPORAL_ADDRESS": env_address},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"cannot reach Temporal at {env_address}" in one_error_line(result)

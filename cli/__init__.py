@@ -1,0 +1,1 @@
+"""Operator command-line support for starter.py (Temporal calls, rendering)."""

@@ -1,0 +1,257 @@
+"""What the starter does through Temporal (and the database, for checks and reports).
+
+Every failure an operator can act on is a ControlError with one line that says what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from rollout import records
+from rollout.db.errors import is_connection_error, unavailable
+from rollout.db.session import create_engine
+from rollout.dto import (
+    ROLLOUT_TASK_QUEUE,
+    BatchSizeInput,
+    PauseInput,
+    ProgressDocument,
+    ResumeInput,
+    RolloutSettings,
+    StateRolloutInput,
+    state_workflow_id,
+)
+from rollout.settings import Settings
+from rollout.states import STATE_NAMES
+from rollout.status import RolloutStatus
+from workflows.state_rollout import (
+    STATE_CODE_KEY,
+    STATUS_KEY,
+    StateRolloutWorkflow,
+    validate_input,
+)
+
+QUERY_TIMEOUT = timedelta(seconds=10)
+
+
+class ControlError(Exception):
+    """One line for the operator; the starter exits non-zero."""
+
+
+class InputError(ControlError):
+    """The operator's input is wrong (exit code 2, like argparse's errors)."""
+
+
+async def connect(settings: Settings) -> Client:
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+        )
+    except RuntimeError as exc:
+        text = str(exc)
+        if "Connection refused" in text or "ConnectionRefused" in text:
+            reason = "connection refused"
+        elif "dns error" in text.lower() or "failed to lookup" in text.lower():
+            reason = "unknown host"
+        else:
+            reason = (text.splitlines()[0] if text else type(exc).__name__)[:160]
+        raise ControlError(
+            f"cannot reach Temporal at {settings.temporal_address} ({reason}); "
+            "is `python starter.py dev` running, or TEMPORAL_ADDRESS right?"
+        ) from None
+
+
+async def _db_check_problems(settings: Settings, state: str, priority: Sequence[int]) -> list[str]:
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            session = AsyncSession(bind=conn)
+            return await records.start_problems(session, state, priority)
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise ControlError(str(unavailable(settings.database_url, exc))) from None
+        raise
+    finally:
+        await engine.dispose()
+
+
+def check_input(state: str, rollout: RolloutSettings, *, initiated_by: str) -> StateRolloutInput:
+    """The workflow's own validation, run before anything is contacted."""
+    inp = StateRolloutInput(state_code=state, initiated_by=initiated_by, **rollout.model_dump())
+    problems = validate_input(inp)
+    if problems:
+        raise InputError("; ".join(problems))
+    return inp
+
+
+async def start(
+    client: Client,
+    settings: Settings,
+    state: str,
+    rollout: RolloutSettings,
+    *,
+    initiated_by: str,
+) -> WorkflowHandle[StateRolloutWorkflow, object]:
+    inp = check_input(state, rollout, initiated_by=initiated_by)
+    problems = await _db_check_problems(settings, state, rollout.priority_communities)
+    if problems:
+        raise ControlError("; ".join(problems))
+    workflow_id = state_workflow_id(state)
+    budget = f", budget ${rollout.budget_usd}" if rollout.budget_usd else ""
+    try:
+        return await client.start_workflow(
+            StateRolloutWorkflow.run,
+            inp,
+            id=workflow_id,
+            task_queue=ROLLOUT_TASK_QUEUE,
+            # A running (or paused) rollout of the state blocks a second one; a closed one
+            # does not.
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(STATE_CODE_KEY, state),
+                    SearchAttributePair(STATUS_KEY, RolloutStatus.PLANNED.value),
+                ]
+            ),
+            static_summary=f"{STATE_NAMES[state]} rollout (batch {rollout.batch_size}{budget})",
+            static_details=(
+                f"Statewide rollout of **{STATE_NAMES[state]}** started by {initiated_by}.\n\n"
+                f"- batch size {rollout.batch_size}, throttle {rollout.throttle_ms} ms\n"
+                f"- enrichment {'skipped' if rollout.skip_enrichment else 'on'}\n"
+                f"- priority communities: {len(rollout.priority_communities)}\n"
+                f"- budget: {('$' + str(rollout.budget_usd)) if rollout.budget_usd else 'none'}"
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        raise ControlError(
+            f"{state} already has a running rollout ({workflow_id}); "
+            f"pause, resume or cancel it, or watch it with `progress {state}`"
+        ) from None
+
+
+async def running_handle(
+    client: Client, state: str
+) -> WorkflowHandle[StateRolloutWorkflow, object]:
+    handle = client.get_workflow_handle_for(StateRolloutWorkflow.run, state_workflow_id(state))
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ControlError(f"no active rollout for {state}") from None
+        raise
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise ControlError(
+            f"no active rollout for {state} (the last one is {_word(description.status)})"
+        )
+    return handle
+
+
+def _word(status: WorkflowExecutionStatus | None) -> str:
+    return status.name.lower().replace("_", " ") if status else "unknown"
+
+
+async def query_progress(client: Client, state: str) -> ProgressDocument | None:
+    """The live progress document, or None when no workflow can answer."""
+    handle = client.get_workflow_handle_for(StateRolloutWorkflow.run, state_workflow_id(state))
+    try:
+        return await handle.query(StateRolloutWorkflow.progress, rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED):
+            return None
+        raise
+    except Exception:
+        return None
+
+
+async def progress(client: Client, settings: Settings, state: str) -> ProgressDocument:
+    document = await query_progress(client, state)
+    if document is not None:
+        return document
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with AsyncSession(engine) as session:
+            document = await records.progress_from_db(session, state)
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise ControlError(str(unavailable(settings.database_url, exc))) from None
+        raise
+    finally:
+        await engine.dispose()
+    if document is None:
+        raise ControlError(f"no rollout found for {state}; start one with `start {state}`")
+    return document
+
+
+async def pause(client: Client, state: str, reason: str | None) -> ProgressDocument:
+    handle = await running_handle(client, state)
+    current = await handle.query(StateRolloutWorkflow.progress, rpc_timeout=QUERY_TIMEOUT)
+    if current.rollout.status is RolloutStatus.PAUSED:
+        raise ControlError(f"{state} is already paused ({current.paused_reason})")
+    await handle.signal(StateRolloutWorkflow.pause, PauseInput(reason=reason))
+    return current
+
+
+async def resume(client: Client, state: str, budget_usd: Decimal | None) -> ProgressDocument:
+    handle = await running_handle(client, state)
+    current = await handle.query(StateRolloutWorkflow.progress, rpc_timeout=QUERY_TIMEOUT)
+    if current.rollout.status is not RolloutStatus.PAUSED:
+        raise ControlError(f"{state} is not paused (it is {current.rollout.status.value})")
+    await handle.signal(StateRolloutWorkflow.resume, ResumeInput(budget_usd=budget_usd))
+    return current
+
+
+async def cancel(client: Client, state: str) -> None:
+    handle = await running_handle(client, state)
+    await handle.signal(StateRolloutWorkflow.cancel)
+
+
+async def set_batch_size(client: Client, state: str, batch_size: int) -> None:
+    inp = BatchSizeInput(batch_size=batch_size)
+    handle = await running_handle(client, state)
+    await handle.signal(StateRolloutWorkflow.set_batch_size, inp)
+
+
+@dataclass
+class RolloutListing:
+    state_code: str
+    status: str
+    workflow_status: str
+    workflow_id: str
+    started: datetime | None
+    closed: datetime | None
+
+
+async def list_rollouts(client: Client, limit: int = 100) -> list[RolloutListing]:
+    rows: list[RolloutListing] = []
+    async for execution in client.list_workflows(
+        "WorkflowType = 'StateRolloutWorkflow'", limit=limit
+    ):
+        attrs = execution.typed_search_attributes
+        rows.append(
+            RolloutListing(
+                state_code=attrs.get(STATE_CODE_KEY) or "?",
+                status=attrs.get(STATUS_KEY) or "?",
+                workflow_status=_word(execution.status),
+                workflow_id=execution.id,
+                started=execution.start_time,
+                closed=execution.close_time,
+            )
+        )
+    return rows

@@ -1,0 +1,67 @@
+"""Rich rendering of progress documents and rollout lists (CLI only)."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from cli.control import RolloutListing
+from rollout.dto import ProgressDocument
+
+STATUS_STYLE = {
+    "in_progress": "bold cyan",
+    "paused": "bold yellow",
+    "completed": "bold green",
+    "cancelled": "bold magenta",
+    "failed": "bold red",
+    "planned": "dim",
+}
+
+
+def progress_view(doc: ProgressDocument) -> RenderableType:
+    r = doc.rollout
+    b = doc.status_breakdown
+    done = b.completed + b.failed + b.cancelled
+    header = Text.assemble(
+        (f"{r.state_name} ({r.state_code})", "bold"),
+        "  ",
+        (r.status.value, STATUS_STYLE.get(r.status.value, "")),
+        f"  rollout #{r.id}" if r.id else "",
+    )
+    bar = ProgressBar(total=max(r.total_communities, 1), completed=done, width=50)
+    line = Text(
+        f"{done:,}/{r.total_communities:,} communities  {doc.progress_percentage:.1f}%  "
+        f"(completed {b.completed:,}, failed {b.failed:,}, in flight {b.processing}, "
+        f"queued {b.queued:,}, paused {b.paused:,}, cancelled {b.cancelled:,})"
+    )
+    totals = Text(
+        f"businesses {doc.total_businesses:,}   news sources {doc.total_news_sources:,}   "
+        f"cost ${doc.total_cost:,}   estimated remaining ${doc.estimated_remaining_cost:,}"
+        + (f"   budget ${r.budget_usd:,}" if r.budget_usd else "")
+    )
+    parts: list[RenderableType] = [header, bar, line, totals]
+    if doc.paused_reason:
+        parts.append(Text(f"paused: {doc.paused_reason}", style="yellow"))
+    if doc.in_flight:
+        names = ", ".join(c.name for c in doc.in_flight[:8])
+        more = f" and {len(doc.in_flight) - 8} more" if len(doc.in_flight) > 8 else ""
+        parts.append(Text(f"now: {names}{more}", style="dim"))
+    return Group(*parts)
+
+
+def rollouts_table(rows: list[RolloutListing]) -> Table:
+    table = Table(title="State rollouts")
+    for column in ("state", "status", "workflow", "workflow id", "started", "closed"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.state_code,
+            Text(row.status, style=STATUS_STYLE.get(row.status, "")),
+            row.workflow_status,
+            row.workflow_id,
+            row.started.strftime("%Y-%m-%d %H:%M") if row.started else "",
+            row.closed.strftime("%Y-%m-%d %H:%M") if row.closed else "",
+        )
+    return table

@@ -1,0 +1,10 @@
+"""Temporal workflows: deterministic orchestration only (no I/O, no ORM, no httpx).
+
+Everything they exchange with activities is a small DTO from rollout.dto.
+"""
+
+from workflows.community_rollout import CommunityRolloutWorkflow
+from workflows.discovery import CommunityDiscoveryWorkflow
+from workflows.state_rollout import StateRolloutWorkflow
+
+__all__ = ["CommunityDiscoveryWorkflow", "CommunityRolloutWorkflow", "StateRolloutWorkflow"]

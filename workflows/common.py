@@ -1,0 +1,33 @@
+"""Helpers shared by the workflows (deterministic)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+T = TypeVar("T")
+
+# Bookkeeping activities are short database writes: retry them quickly and for long
+# (a database restart must not fail a rollout), except for input errors.
+RECORD_TIMEOUT = timedelta(minutes=2)
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["RolloutInputError", "ActiveRolloutExists"],
+)
+
+
+async def record(name: str, arg: object, result_type: type[T], *, summary: str) -> T:
+    """Run a bookkeeping activity on the workflow's own task queue."""
+    result: T = await workflow.execute_activity(
+        name,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=RECORD_TIMEOUT,
+        retry_policy=RECORD_RETRY,
+        summary=summary[:200],
+    )
+    return result

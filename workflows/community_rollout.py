@@ -1,0 +1,201 @@
+"""CommunityRolloutWorkflow: one community through the six phases, in order.
+
+Each phase is retried by its retry policy (the Laravel job's intent: 3 attempts, 60 s then
+300 s apart). A phase that still fails marks the community failed with the phase and the
+error; the state rollout goes on. A rollout-wide problem (invalid key, API disabled, daily
+quota gone) does not fail the community: it is reported as paused with the reason, and the
+parent pauses the whole rollout. The result always reaches the parent by signal, so the
+parent may have continued-as-new meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, CancelledError, FailureError
+
+from workflows.common import record
+
+with workflow.unsafe.imports_passed_through():
+    from rollout.discovery import DiscoveryInput
+    from rollout.dto import (
+        CommunityFinish,
+        CommunityMark,
+        CommunityResult,
+        CommunityRolloutInput,
+        PhaseInput,
+        PhaseMark,
+        PhaseResult,
+        RetrySpec,
+    )
+    from rollout.status import CommunityStatus, Phase, PhaseStatus
+
+# Error types raised by activities that must stop retrying at once.
+PLACES_ACCESS_ERROR = "PlacesAccessError"  # invalid key, API disabled, daily quota gone
+NON_RETRYABLE = [PLACES_ACCESS_ERROR, "PhaseThresholdFailed", "RolloutInputError"]
+
+PHASE_ACTIVITIES: dict[Phase, str] = {
+    Phase.WEBSITE_SCAN: "phase2_scan_websites",
+    Phase.NEWS_SOURCES: "phase3_setup_news_sources",
+    Phase.ENRICHMENT: "phase4_enrich",
+    Phase.VERIFICATION: "phase5_verify",
+    Phase.SEEDING: "phase6_seed_platforms",
+}
+PHASE_TIMEOUT = timedelta(minutes=30)  # the Laravel job's per-community timeout
+PHASE_HEARTBEAT = timedelta(minutes=2)
+
+
+def phase_retry_policy(spec: RetrySpec) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=spec.initial_s),
+        backoff_coefficient=spec.backoff,
+        maximum_interval=timedelta(seconds=spec.maximum_s),
+        maximum_attempts=spec.attempts,
+        non_retryable_error_types=NON_RETRYABLE,
+    )
+
+
+def application_cause(error: BaseException) -> ApplicationError | None:
+    """The innermost ApplicationError behind an activity or child-workflow failure."""
+    found: ApplicationError | None = None
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, ApplicationError):
+            found = current
+        current = current.cause if isinstance(current, FailureError) else current.__cause__
+    return found
+
+
+def describe_failure(error: BaseException) -> str:
+    cause = application_cause(error)
+    if cause is not None:
+        return f"{cause.type or 'Error'}: {cause.message}" if cause.type else cause.message
+    return str(error) or type(error).__name__
+
+
+@workflow.defn(name="CommunityRolloutWorkflow")
+class CommunityRolloutWorkflow:
+    def __init__(self) -> None:
+        self._phase: Phase | None = None
+
+    @workflow.query(name="phase")
+    def current_phase(self) -> int | None:
+        return int(self._phase) if self._phase else None
+
+    @workflow.run
+    async def run(self, inp: CommunityRolloutInput) -> CommunityResult:
+        mark = CommunityMark(
+            rollout_id=inp.rollout_id,
+            community_rollout_id=inp.community_rollout_id,
+            community_id=inp.community_id,
+        )
+        finish = CommunityFinish(
+            rollout_id=inp.rollout_id,
+            community_rollout_id=inp.community_rollout_id,
+            community_id=inp.community_id,
+            status=CommunityStatus.COMPLETED,
+        )
+        cancelled = False
+        try:
+            await record(
+                "begin_community",
+                mark,
+                type(None),
+                summary=f"begin {inp.community_name}",
+            )
+            finish = await self._run_phases(inp, finish)
+        except asyncio.CancelledError:
+            cancelled = True
+            finish.status = CommunityStatus.CANCELLED
+            finish.error = "cancelled with the rollout"
+        result: CommunityResult = await record(
+            "finish_community",
+            finish,
+            CommunityResult,
+            summary=f"{finish.status.value}: {inp.community_name}",
+        )
+        await self._report(inp, result)
+        if cancelled:
+            raise CancelledError("cancelled with the rollout")
+        return result
+
+    async def _run_phases(
+        self, inp: CommunityRolloutInput, finish: CommunityFinish
+    ) -> CommunityFinish:
+        phase_input = PhaseInput(
+            rollout_id=inp.rollout_id,
+            community_rollout_id=inp.community_rollout_id,
+            community_id=inp.community_id,
+            state_code=inp.state_code,
+            throttle_ms=inp.throttle_ms,
+            skip_enrichment=inp.skip_enrichment,
+        )
+        for phase in Phase:
+            self._phase = phase
+            try:
+                await self._run_phase(phase, phase_input, inp)
+            except asyncio.CancelledError:
+                raise
+            except FailureError as err:
+                cause = application_cause(err)
+                message = describe_failure(err)
+                if cause is not None and cause.type == PLACES_ACCESS_ERROR:
+                    workflow.logger.warning("%s paused: %s", inp.community_name, message)
+                    finish.status = CommunityStatus.PAUSED
+                    finish.pause_reason = f"Places: {cause.message}"
+                    return finish
+                workflow.logger.warning(
+                    "%s failed in phase %s: %s", inp.community_name, int(phase), message
+                )
+                finish.status = CommunityStatus.FAILED
+                finish.failed_phase = int(phase)
+                finish.error = message[:2000]
+                return finish
+        self._phase = None
+        return finish
+
+    async def _run_phase(
+        self, phase: Phase, phase_input: PhaseInput, inp: CommunityRolloutInput
+    ) -> PhaseResult | None:
+        if phase is Phase.DISCOVERY:
+            result: PhaseResult = await workflow.execute_child_workflow(
+                "CommunityDiscoveryWorkflow",
+                DiscoveryInput(phase=phase_input),
+                id=f"{workflow.info().workflow_id}/discovery",
+                result_type=PhaseResult,
+                static_summary=f"phase 1 discovery: {inp.community_name}",
+            )
+            return result
+        if phase is Phase.ENRICHMENT and inp.skip_enrichment:
+            await record(
+                "mark_phase",
+                PhaseMark(
+                    community_rollout_id=inp.community_rollout_id,
+                    phase=int(phase),
+                    status=PhaseStatus.SKIPPED,
+                ),
+                type(None),
+                summary="phase 4 skipped (skip_enrichment)",
+            )
+            return None
+        name = PHASE_ACTIVITIES[phase]
+        outcome: PhaseResult = await workflow.execute_activity(
+            name,
+            phase_input,
+            result_type=PhaseResult,
+            start_to_close_timeout=PHASE_TIMEOUT,
+            heartbeat_timeout=PHASE_HEARTBEAT,
+            retry_policy=phase_retry_policy(inp.phase_retry),
+            summary=f"phase {int(phase)}: {inp.community_name}",
+        )
+        return outcome
+
+    async def _report(self, inp: CommunityRolloutInput, result: CommunityResult) -> None:
+        parent = workflow.get_external_workflow_handle(inp.parent_workflow_id)
+        try:
+            await parent.signal("community_finished", result)
+        except Exception as exc:  # the parent's final run has closed: nothing to report to
+            workflow.logger.info("could not report to %s: %s", inp.parent_workflow_id, exc)

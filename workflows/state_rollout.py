@@ -1,0 +1,575 @@
+"""StateRolloutWorkflow: one state's rollout, a sliding window of community children.
+
+Shape (samples-python batch_sliding_window, hardened):
+- an activity creates the rollout rows and orders the communities (priority first);
+- pages of community ids are loaded by activity as the window needs them, so only a cursor
+  travels through continue-as-new;
+- at most `batch_size` children run at once; a finished child frees its slot at once;
+- children run with ABANDON and report back by signal (`community_finished`), so they
+  survive this workflow's continue-as-new and no completion is lost across it;
+- pause / resume / cancel / set_batch_size signals only change state here; the main loop
+  turns that state into database writes and search-attribute updates, one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from temporalio import workflow
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from workflows.common import record
+
+with workflow.unsafe.imports_passed_through():
+    from rollout.dto import (
+        MAX_BATCH_SIZE,
+        MIN_BATCH_SIZE,
+        ROLLOUT_TASK_QUEUE,
+        BatchSizeInput,
+        CommunityFinish,
+        CommunityPage,
+        CommunityPageInput,
+        CommunityRef,
+        CommunityResult,
+        CommunityRolloutInput,
+        FinalizeInput,
+        InFlightCommunity,
+        InitiateRolloutInput,
+        InitiateRolloutResult,
+        PauseInput,
+        ProgressDocument,
+        ProgressRollout,
+        ResumeInput,
+        RolloutSettings,
+        RolloutStatusChange,
+        RolloutSummary,
+        StateRolloutCarry,
+        StateRolloutInput,
+        StatusBreakdown,
+        Totals,
+        community_workflow_id,
+    )
+    from rollout.states import STATE_NAMES
+    from rollout.status import CommunityStatus, RolloutStatus
+
+STATE_CODE_KEY = SearchAttributeKey.for_keyword("RolloutStateCode")
+STATUS_KEY = SearchAttributeKey.for_keyword("RolloutStatus")
+
+PAGE_SIZE = 50
+# How long a cancelled rollout waits for its in-flight children to acknowledge.
+CANCEL_GRACE = timedelta(minutes=2)
+# A child id still held by a closing run of an earlier rollout: wait and retry.
+CHILD_ID_BUSY_WAIT = timedelta(seconds=15)
+CHILD_ID_BUSY_TRIES = 20
+
+
+def validate_input(inp: StateRolloutInput) -> list[str]:
+    """Every problem with the start input, one message each (empty when valid)."""
+    problems = []
+    code = inp.state_code.strip().upper()
+    if code not in STATE_NAMES:
+        problems.append(
+            f"unknown state code {inp.state_code!r}: expected one of the 50 states or DC"
+        )
+    if not MIN_BATCH_SIZE <= inp.batch_size <= MAX_BATCH_SIZE:
+        problems.append(f"batch_size {inp.batch_size} is outside {MIN_BATCH_SIZE}-{MAX_BATCH_SIZE}")
+    if inp.throttle_ms < 0:
+        problems.append(f"throttle_ms {inp.throttle_ms} must be 0 or more")
+    if inp.budget_usd is not None and inp.budget_usd <= 0:
+        problems.append(f"budget_usd {inp.budget_usd} must be positive")
+    if any(c <= 0 for c in inp.priority_communities):
+        problems.append("priority community ids must be positive integers")
+    return problems
+
+
+def _money(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+@workflow.defn(name="StateRolloutWorkflow")
+class StateRolloutWorkflow:
+    @workflow.init
+    def __init__(self, inp: StateRolloutInput) -> None:
+        # Built from the input before any handler runs, so a signal that arrives with the
+        # first task (or right after continue-as-new) sees the carried state.
+        self._input = inp
+        self._state = inp.state_code.strip().upper()
+        carry = inp.carry
+        self._rollout_id: int | None = carry.rollout_id if carry else None
+        self._state_name = carry.state_name if carry else STATE_NAMES.get(self._state, self._state)
+        self._total = carry.total_communities if carry else 0
+        self._started_at = carry.started_at if carry else None
+        self._cursor = carry.cursor if carry else 0
+        self._exhausted = carry.exhausted if carry else False
+        self._buffer: list[CommunityRef] = list(carry.requeued) if carry else []
+        self._in_flight: dict[int, InFlightCommunity] = (
+            {c.community_rollout_id: c for c in carry.in_flight} if carry else {}
+        )
+        self._totals = carry.totals.model_copy() if carry else Totals()
+        self._batch_size = carry.batch_size if carry else inp.batch_size
+        self._budget = inp.budget_usd
+        self._paused = carry.paused if carry else False
+        self._paused_reason = carry.paused_reason if carry else None
+        self._cancel_requested = carry.cancel_requested if carry else False
+        self._runs = carry.runs if carry else 1
+        self._status = (
+            RolloutStatus.PLANNED
+            if carry is None
+            else (RolloutStatus.PAUSED if self._paused else RolloutStatus.IN_PROGRESS)
+        )
+        # What the database and the search attributes currently say.
+        self._recorded_status = self._status
+        self._completed_at: datetime | None = None
+        self._busy_tries: dict[int, int] = {}
+
+    # ----------------------------------------------------------------------------------
+    # signals and the query
+    # ----------------------------------------------------------------------------------
+
+    @workflow.signal(name="pause")
+    def pause(self, inp: PauseInput | None = None) -> None:
+        reason = (inp.reason if inp else None) or "paused by operator"
+        self._pause(reason)
+
+    @workflow.signal(name="resume")
+    def resume(self, inp: ResumeInput | None = None) -> None:
+        if self._cancel_requested or self._status.value in ("completed", "cancelled", "failed"):
+            workflow.logger.warning("resume ignored: the rollout is %s", self._status.value)
+            return
+        if inp is not None and inp.budget_usd is not None:
+            if inp.budget_usd <= 0:
+                workflow.logger.warning("resume ignored: budget_usd must be positive")
+                return
+            self._budget = inp.budget_usd
+        if not self._paused:
+            workflow.logger.warning("resume ignored: the rollout is not paused")
+            return
+        workflow.logger.info("resuming %s", self._state)
+        self._paused = False
+        self._paused_reason = None
+        self._set_status(RolloutStatus.IN_PROGRESS)
+
+    @workflow.signal(name="cancel")
+    def cancel(self) -> None:
+        if not self._cancel_requested:
+            workflow.logger.info("cancel requested for %s", self._state)
+        self._cancel_requested = True
+
+    @workflow.signal(name="set_batch_size")
+    def set_batch_size(self, inp: BatchSizeInput) -> None:
+        if not MIN_BATCH_SIZE <= inp.batch_size <= MAX_BATCH_SIZE:
+            workflow.logger.warning(
+                "set_batch_size ignored: %s is outside %s-%s",
+                inp.batch_size,
+                MIN_BATCH_SIZE,
+                MAX_BATCH_SIZE,
+            )
+            return
+        workflow.logger.info("batch size %s -> %s", self._batch_size, inp.batch_size)
+        self._batch_size = inp.batch_size
+        self._update_details()
+
+    @workflow.signal(name="community_finished")
+    def community_finished(self, result: CommunityResult) -> None:
+        entry = self._in_flight.pop(result.community_rollout_id, None)
+        if entry is None:  # a duplicate report, or one for an earlier rollout's child
+            return
+        t = self._totals
+        if result.status is CommunityStatus.PAUSED:
+            # The community could not run for a rollout-wide reason: it goes back to the
+            # front of the queue, and the rollout pauses with that reason.
+            self._buffer.insert(0, CommunityRef(**entry.model_dump(exclude={"started_at"})))
+            self._pause(result.pause_reason or "a community could not run")
+            return
+        if result.status is CommunityStatus.COMPLETED:
+            t.completed += 1
+            t.completed_cost_usd += result.cost_usd
+        elif result.status is CommunityStatus.FAILED:
+            t.failed += 1
+        elif result.status is CommunityStatus.CANCELLED:
+            t.cancelled += 1
+        t.businesses += result.businesses_discovered
+        t.news_sources += result.news_sources_created
+        t.cost_usd += result.cost_usd
+        self._update_details()
+
+    @workflow.query(name="progress")
+    def progress(self) -> ProgressDocument:
+        t = self._totals
+        done = t.completed + t.failed + t.cancelled
+        remaining = max(self._total - done - len(self._in_flight), 0)
+        finished = self._status.value in ("completed", "cancelled", "failed")
+        breakdown = StatusBreakdown(
+            processing=len(self._in_flight),
+            completed=t.completed,
+            failed=t.failed,
+            cancelled=t.cancelled + (remaining if self._status is RolloutStatus.CANCELLED else 0),
+            paused=remaining if self._paused and not finished else 0,
+            queued=remaining if not self._paused and not finished else 0,
+        )
+        pct = round(100.0 * done / self._total, 1) if self._total else 0.0
+        return ProgressDocument(
+            rollout=ProgressRollout(
+                id=self._rollout_id,
+                state_code=self._state,
+                state_name=self._state_name,
+                status=self._status,
+                total_communities=self._total,
+                completed_communities=t.completed,
+                failed_communities=t.failed,
+                cancelled_communities=breakdown.cancelled,
+                started_at=self._started_at,
+                completed_at=self._completed_at,
+                batch_size=self._batch_size,
+                throttle_ms=self._input.throttle_ms,
+                skip_enrichment=self._input.skip_enrichment,
+                budget_usd=self._budget,
+            ),
+            progress_percentage=pct,
+            status_breakdown=breakdown,
+            total_businesses=t.businesses,
+            total_news_sources=t.news_sources,
+            total_cost=_money(t.cost_usd),
+            estimated_remaining_cost=_money(
+                (remaining + len(self._in_flight)) * self._average_cost()
+            )
+            if not finished
+            else Decimal("0.00"),
+            in_flight=sorted(self._in_flight.values(), key=lambda c: c.position),
+            paused_reason=self._paused_reason,
+        )
+
+    # ----------------------------------------------------------------------------------
+    # main loop
+    # ----------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: StateRolloutInput) -> RolloutSummary:
+        try:
+            if inp.carry is None:
+                await self._initiate(inp)
+            await self._sync_status()
+            await self._dispatch()
+        except asyncio.CancelledError:
+            # `temporal workflow cancel` (or a client cancel): clean up like the signal.
+            self._cancel_requested = True
+            summary = await self._finish()
+            workflow.logger.info("rollout of %s cancelled: %s", self._state, summary)
+            raise
+        return await self._finish()
+
+    async def _initiate(self, inp: StateRolloutInput) -> None:
+        problems = validate_input(inp)
+        if problems:
+            raise ApplicationError(
+                "; ".join(problems), type="InvalidRolloutInput", non_retryable=True
+            )
+        workflow.upsert_search_attributes(
+            [STATE_CODE_KEY.value_set(self._state), STATUS_KEY.value_set(self._status.value)]
+        )
+        info = workflow.info()
+        result: InitiateRolloutResult = await record(
+            "initiate_rollout",
+            InitiateRolloutInput(
+                state_code=self._state,
+                workflow_id=info.workflow_id,
+                workflow_run_id=info.first_execution_run_id,
+                settings=RolloutSettings(
+                    batch_size=inp.batch_size,
+                    throttle_ms=inp.throttle_ms,
+                    skip_enrichment=inp.skip_enrichment,
+                    priority_communities=inp.priority_communities,
+                    budget_usd=inp.budget_usd,
+                ),
+                initiated_by=inp.initiated_by,
+            ),
+            InitiateRolloutResult,
+            summary=f"initiate {self._state} rollout",
+        )
+        self._rollout_id = result.rollout_id
+        self._state_name = result.state_name
+        self._total = result.total_communities
+        self._started_at = result.started_at
+        # The rows were written as in_progress; a pause that raced the start is synced next.
+        self._recorded_status = RolloutStatus.IN_PROGRESS
+        if self._status is RolloutStatus.PLANNED:
+            self._status = RolloutStatus.IN_PROGRESS
+        workflow.upsert_search_attributes([STATUS_KEY.value_set(self._recorded_status.value)])
+        self._update_details()
+
+    def _wants_attention(self) -> bool:
+        if self._cancel_requested or self._status is not self._recorded_status:
+            return True
+        if self._should_continue_as_new():
+            return True
+        if self._exhausted and not self._buffer and not self._in_flight:
+            return True  # nothing left, even if paused meanwhile
+        if self._paused:
+            return False
+        return len(self._in_flight) < self._batch_size and bool(self._buffer or not self._exhausted)
+
+    async def _dispatch(self) -> None:
+        while True:
+            await workflow.wait_condition(self._wants_attention)
+            if self._cancel_requested:
+                return
+            if self._status is not self._recorded_status:
+                await self._sync_status()
+                continue
+            if self._should_continue_as_new():
+                await self._continue_as_new()
+            if self._exhausted and not self._buffer and not self._in_flight:
+                return  # every community has finished
+            if self._paused or len(self._in_flight) >= self._batch_size:
+                continue
+            ref = await self._next_community()
+            if ref is None:
+                if not self._in_flight:
+                    return  # every community has finished
+                continue
+            budget_problem = self._budget_problem()
+            if budget_problem:
+                self._buffer.insert(0, ref)
+                self._pause(budget_problem)
+                continue
+            await self._start_child(ref)
+
+    async def _next_community(self) -> CommunityRef | None:
+        if not self._buffer and not self._exhausted:
+            assert self._rollout_id is not None
+            page: CommunityPage = await record(
+                "load_community_page",
+                CommunityPageInput(
+                    rollout_id=self._rollout_id, after_position=self._cursor, limit=PAGE_SIZE
+                ),
+                CommunityPage,
+                summary=f"load communities after #{self._cursor}",
+            )
+            self._buffer.extend(page.communities)
+            if page.communities:
+                self._cursor = page.communities[-1].position
+            self._exhausted = page.exhausted
+        return self._buffer.pop(0) if self._buffer else None
+
+    async def _start_child(self, ref: CommunityRef) -> None:
+        assert self._rollout_id is not None
+        # Recorded before the start is awaited: a fast child's report must find it.
+        self._in_flight[ref.community_rollout_id] = InFlightCommunity(
+            **ref.model_dump(), started_at=workflow.now()
+        )
+        self._update_details()
+        try:
+            await workflow.start_child_workflow(
+                "CommunityRolloutWorkflow",
+                CommunityRolloutInput(
+                    rollout_id=self._rollout_id,
+                    community_rollout_id=ref.community_rollout_id,
+                    community_id=ref.community_id,
+                    community_name=ref.name,
+                    state_code=self._state,
+                    parent_workflow_id=workflow.info().workflow_id,
+                    throttle_ms=self._input.throttle_ms,
+                    skip_enrichment=self._input.skip_enrichment,
+                    phase_retry=self._input.phase_retry,
+                ),
+                id=community_workflow_id(self._state, ref.community_id),
+                task_queue=ROLLOUT_TASK_QUEUE,
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(STATE_CODE_KEY, self._state)]
+                ),
+                static_summary=f"{ref.name}, {self._state} (community {ref.community_id})",
+            )
+        except WorkflowAlreadyStartedError:
+            # The id is still held by a closing child of an earlier rollout of this state.
+            del self._in_flight[ref.community_rollout_id]
+            tries = self._busy_tries.get(ref.community_rollout_id, 0) + 1
+            self._busy_tries[ref.community_rollout_id] = tries
+            if tries >= CHILD_ID_BUSY_TRIES:
+                await self._record_unstartable(ref)
+                return
+            workflow.logger.warning("community %s still running elsewhere; retrying", ref.name)
+            self._buffer.insert(0, ref)
+            await workflow.sleep(CHILD_ID_BUSY_WAIT, summary="child id busy")
+
+    async def _record_unstartable(self, ref: CommunityRef) -> None:
+        assert self._rollout_id is not None
+        result: CommunityResult = await record(
+            "finish_community",
+            CommunityFinish(
+                rollout_id=self._rollout_id,
+                community_rollout_id=ref.community_rollout_id,
+                community_id=ref.community_id,
+                status=CommunityStatus.FAILED,
+                error="could not start: a workflow with this community's id is still running",
+            ),
+            CommunityResult,
+            summary="finish_community",
+        )
+        self._in_flight[ref.community_rollout_id] = InFlightCommunity(
+            **ref.model_dump(), started_at=workflow.now()
+        )
+        self.community_finished(result)
+
+    # ----------------------------------------------------------------------------------
+    # status, budget, continue-as-new, finish
+    # ----------------------------------------------------------------------------------
+
+    def _pause(self, reason: str) -> None:
+        if self._paused or self._cancel_requested:
+            return
+        if self._status.value in ("completed", "cancelled", "failed"):
+            return
+        workflow.logger.info("pausing %s: %s", self._state, reason)
+        self._paused = True
+        self._paused_reason = reason
+        self._set_status(RolloutStatus.PAUSED)
+
+    def _set_status(self, status: RolloutStatus) -> None:
+        self._status = status
+        self._update_details()
+
+    async def _sync_status(self) -> None:
+        """Bring the database rows and the RolloutStatus search attribute to self._status."""
+        if self._rollout_id is None or self._status is self._recorded_status:
+            return
+        target = self._status
+        await record(
+            "set_rollout_status",
+            RolloutStatusChange(
+                rollout_id=self._rollout_id, status=target, paused_reason=self._paused_reason
+            ),
+            type(None),
+            summary=f"status {target.value}",
+        )
+        workflow.upsert_search_attributes([STATUS_KEY.value_set(target.value)])
+        self._recorded_status = target
+
+    def _average_cost(self) -> Decimal:
+        t = self._totals
+        if t.completed:
+            return t.completed_cost_usd / t.completed
+        return self._input.default_community_cost_usd
+
+    def _budget_problem(self) -> str | None:
+        if self._budget is None:
+            return None
+        average = self._average_cost()
+        committed = self._totals.cost_usd + len(self._in_flight) * average
+        if committed + average > self._budget:
+            return (
+                f"budget: ${_money(self._totals.cost_usd)} spent and "
+                f"{len(self._in_flight)} communities in flight; the next community "
+                f"(about ${_money(average)}) would pass the ${_money(self._budget)} budget"
+            )
+        return None
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        limit = self._input.continue_as_new_after_events
+        return limit is not None and info.get_current_history_length() >= limit
+
+    async def _continue_as_new(self) -> None:
+        # Let running handlers finish first; signals that arrive meanwhile are handled
+        # here or make the server reject the continue-as-new so the SDK retries the task.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        assert self._rollout_id is not None
+        assert self._started_at is not None
+        carry = StateRolloutCarry(
+            rollout_id=self._rollout_id,
+            state_name=self._state_name,
+            total_communities=self._total,
+            started_at=self._started_at,
+            cursor=self._cursor,
+            exhausted=self._exhausted,
+            requeued=self._buffer,
+            in_flight=list(self._in_flight.values()),
+            totals=self._totals,
+            batch_size=self._batch_size,
+            paused=self._paused,
+            paused_reason=self._paused_reason,
+            cancel_requested=self._cancel_requested,
+            runs=self._runs + 1,
+        )
+        workflow.logger.info(
+            "continuing %s as new (run %s, %s events)",
+            self._state,
+            self._runs + 1,
+            workflow.info().get_current_history_length(),
+        )
+        workflow.continue_as_new(
+            self._input.model_copy(update={"carry": carry, "budget_usd": self._budget})
+        )
+
+    async def _finish(self) -> RolloutSummary:
+        if self._rollout_id is None:
+            raise ApplicationError("the rollout was never initiated", non_retryable=True)
+        if self._cancel_requested:
+            for community in list(self._in_flight.values()):
+                handle = workflow.get_external_workflow_handle(
+                    community_workflow_id(self._state, community.community_id)
+                )
+                try:
+                    await handle.cancel()
+                except Exception as exc:  # already closed: nothing to cancel
+                    workflow.logger.info("cancel of %s: %s", community.name, exc)
+            # Give the children a moment to record their cancellation and report.
+            try:
+                await workflow.wait_condition(
+                    lambda: not self._in_flight,
+                    timeout=CANCEL_GRACE,
+                    timeout_summary="children acknowledge cancel",
+                )
+            except TimeoutError:
+                workflow.logger.warning("%s children did not report in time", len(self._in_flight))
+            final = RolloutStatus.CANCELLED
+        elif self._totals.completed == 0 and self._totals.failed > 0:
+            final = RolloutStatus.FAILED
+        else:
+            final = RolloutStatus.COMPLETED
+        summary: RolloutSummary = await record(
+            "finalize_rollout",
+            FinalizeInput(rollout_id=self._rollout_id, status=final),
+            RolloutSummary,
+            summary=f"finalize {final.value}",
+        )
+        self._status = self._recorded_status = final
+        self._paused = False
+        self._paused_reason = None
+        self._completed_at = workflow.now()
+        workflow.upsert_search_attributes([STATUS_KEY.value_set(final.value)])
+        self._update_details()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return summary
+
+    def _update_details(self) -> None:
+        """Live details for the Web UI (Markdown, shown on the workflow page)."""
+        t = self._totals
+        done = t.completed + t.failed + t.cancelled
+        lines = [
+            f"**{self._state_name} rollout** — {self._status.value}",
+            "",
+            f"- communities: {done:,}/{self._total:,} done "
+            f"({t.completed:,} completed, {t.failed:,} failed, {t.cancelled:,} cancelled)",
+            f"- in flight: {len(self._in_flight)} of a window of {self._batch_size}",
+            f"- businesses: {t.businesses:,}; news sources: {t.news_sources:,}",
+            f"- Places cost: ${_money(t.cost_usd)}"
+            + (f" of a ${_money(self._budget)} budget" if self._budget else ""),
+        ]
+        if self._paused_reason:
+            lines.append(f"- paused: {self._paused_reason}")
+        if self._in_flight:
+            names = ", ".join(c.name for c in list(self._in_flight.values())[:10])
+            lines.append(f"- now: {names}")
+        workflow.set_current_details("\n".join(lines))
