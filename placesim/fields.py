@@ -1,0 +1,131 @@
+"""Field masks and the Place JSON of the emulator: which SKU a mask bills (with the
+project's own pricing), and what a masked answer holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from placesim import rpc
+from placesim.world import Business
+from rollout.places.pricing import (
+    Endpoint,
+    FieldMaskError,
+    UnknownFieldError,
+    sku_for,
+    split_field_mask,
+)
+
+
+def _camel(segment: str) -> str:
+    head, *rest = segment.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+
+
+@dataclass(frozen=True)
+class Mask:
+    sku: str
+    place_paths: tuple[tuple[str, ...], ...]  # ("*",) means every field
+    response_fields: frozenset[str]
+
+
+def parse_mask(endpoint: Endpoint, raw: str | None) -> Mask:
+    """Validate the mask like the API (400 if missing or unknown) and price it."""
+    if raw is None or not raw.strip():
+        raise rpc.missing_field_mask()
+    try:
+        sku = sku_for(endpoint, raw, strict=True)
+        paths = split_field_mask(raw, strict=True)
+    except UnknownFieldError as exc:
+        raise rpc.unknown_fields(list(exc.fields)) from None
+    except FieldMaskError:
+        raise rpc.missing_field_mask() from None
+    place_paths: list[tuple[str, ...]] = []
+    response: set[str] = set()
+    for path in paths:
+        segments = tuple(_camel(s) for s in path.split("."))
+        if path == "*":
+            place_paths.append(("*",))
+            response.add("*")
+        elif endpoint is Endpoint.GET_PLACE:
+            place_paths.append(segments)
+        elif segments[0] == "places":
+            place_paths.append(segments[1:] or ("*",))
+        else:
+            response.add(segments[0])
+    return Mask(sku, tuple(place_paths), frozenset(response))
+
+
+def _copy(src: dict[str, Any], dst: dict[str, Any], path: tuple[str, ...]) -> None:
+    key, rest = path[0], path[1:]
+    if key == "*":
+        for name in src:
+            _copy(src, dst, (name, *rest))
+        return
+    if key not in src:
+        return  # Google omits fields it has no data for
+    value = src[key]
+    if rest and isinstance(value, dict):
+        _copy(value, dst.setdefault(key, {}), rest)
+    else:
+        dst[key] = value
+
+
+def project(place: dict[str, Any], mask: Mask) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path in mask.place_paths:
+        _copy(place, out, path)
+    return out
+
+
+def place_json(b: Business, base_url: str) -> dict[str, Any]:
+    """Every field the emulator knows for a business, as the API spells it. Pure service-area
+    businesses have no address or location, as Google's."""
+    data: dict[str, Any] = {
+        "name": f"places/{b.place_id}",
+        "id": b.place_id,
+        "types": list(b.types),
+        "primaryType": b.primary_type,
+        "primaryTypeDisplayName": {"text": b.category.display_name, "languageCode": "en-US"},
+        "displayName": {"text": b.name, "languageCode": "en"},
+        "nationalPhoneNumber": b.national_phone,
+        "internationalPhoneNumber": b.international_phone,
+        "businessStatus": b.business_status,
+        "googleMapsUri": f"https://maps.google.com/?cid={b.maps_cid}",
+    }
+    if b.timezone:
+        data["timeZone"] = {"id": b.timezone}
+    if b.pure_service_area:
+        data["pureServiceAreaBusiness"] = True
+    else:
+        number, route = b.street_address.split(" ", 1)
+        data["formattedAddress"] = b.formatted_address
+        data["shortFormattedAddress"] = f"{b.street_address}, {b.locality}"
+        data["location"] = {"latitude": b.latitude, "longitude": b.longitude}
+        data["addressComponents"] = [
+            {"longText": number, "shortText": number, "types": ["street_number"]},
+            {"longText": route, "shortText": route, "types": ["route"]},
+            {"longText": b.locality, "shortText": b.locality, "types": ["locality", "political"]},
+            {
+                "longText": b.state_code,
+                "shortText": b.state_code,
+                "types": ["administrative_area_level_1", "political"],
+            },
+            {"longText": "United States", "shortText": "US", "types": ["country", "political"]},
+            {"longText": b.postal_code, "shortText": b.postal_code, "types": ["postal_code"]},
+        ]
+        data["postalAddress"] = {
+            "regionCode": "US",
+            "languageCode": "en-US",
+            "postalCode": b.postal_code,
+            "administrativeArea": b.state_code,
+            "locality": b.locality,
+            "addressLines": [b.street_address],
+        }
+    if b.rating is not None:
+        data["rating"] = b.rating
+        data["userRatingCount"] = b.user_rating_count
+    website = b.website_uri(base_url)
+    if website is not None:
+        data["websiteUri"] = website
+    return data

@@ -1,0 +1,150 @@
+"""The rollout worker: both task queues in one process.
+
+    python worker.py        # uses TEMPORAL_ADDRESS, DATABASE_URL, PLACES_* from the environment
+
+- `rollout`: the workflows, the bookkeeping activities and phases 2-6;
+- `rollout-places`: one Places HTTP request per activity, rate limited server-side for the
+  whole queue at PLACES_QPM / 60 per second, so any number of workers holds the quota.
+
+SIGINT / SIGTERM stop polling, let running activities finish (graceful shutdown), exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.discovery import DiscoveryActivities
+from activities.records import RolloutRecordActivities
+from rollout.db.session import create_engine, session_factory
+from rollout.discovery import DiscoverySettings
+from rollout.dto import PLACES_TASK_QUEUE, ROLLOUT_TASK_QUEUE
+from rollout.logsetup import configure_logging
+from rollout.places.client import PlacesClient
+from rollout.settings import Settings, get_settings
+from workflows import CommunityDiscoveryWorkflow, CommunityRolloutWorkflow, StateRolloutWorkflow
+
+log = logging.getLogger("worker")
+
+WORKFLOWS = [StateRolloutWorkflow, CommunityRolloutWorkflow, CommunityDiscoveryWorkflow]
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    # The rollout core's DTOs are deterministic; passing them (and the libraries some of
+    # its modules import) through avoids re-importing them for every workflow run.
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "rollout", "sqlalchemy", "httpx", "pydantic_settings"
+        )
+    )
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+@dataclass
+class Resources:
+    """What the activities share: one engine and one Places client per process."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    places: PlacesClient
+
+
+@contextlib.asynccontextmanager
+async def resources(settings: Settings) -> AsyncIterator[Resources]:
+    engine = create_engine(settings.database_url, pool_size=10)
+    places = PlacesClient(settings.places_base_url, settings.places_api_key)
+    try:
+        yield Resources(engine=engine, sessions=session_factory(engine), places=places)
+    finally:
+        await places.aclose()
+        await engine.dispose()
+
+
+def create_workers(client: Client, settings: Settings, res: Resources) -> list[Worker]:
+    records = RolloutRecordActivities(res.sessions)
+    discovery = DiscoveryActivities(res.sessions, res.places, DiscoverySettings())
+    rollout_worker = Worker(
+        client,
+        task_queue=ROLLOUT_TASK_QUEUE,
+        workflows=WORKFLOWS,
+        activities=[
+            records.initiate_rollout,
+            records.load_community_page,
+            records.set_rollout_status,
+            records.finalize_rollout,
+            records.begin_community,
+            records.mark_phase,
+            records.finish_community,
+            discovery.discovery_plan,
+            discovery.discovery_finish,
+        ],
+        workflow_runner=sandbox_runner(),
+        # Eager execution would bypass task-queue rate limits; keep every activity on
+        # the server's dispatch path.
+        disable_eager_activity_execution=True,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+    places_worker = Worker(
+        client,
+        task_queue=PLACES_TASK_QUEUE,
+        activities=[discovery.places_search_page],
+        max_task_queue_activities_per_second=settings.places_qpm / 60,
+        disable_eager_activity_execution=True,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+    return [rollout_worker, places_worker]
+
+
+async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        log.info(
+            "worker polling %s (pid %s)",
+            ", ".join(w.task_queue for w in workers),
+            os.getpid(),
+        )
+        await stop.wait()
+        log.info("stopping: finishing running activities (up to %s)", GRACEFUL_SHUTDOWN)
+
+
+async def main() -> int:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    try:
+        client = await connect(settings)
+    except RuntimeError as exc:
+        sys.stderr.write(f"error: cannot reach Temporal at {settings.temporal_address}: {exc}\n")
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with resources(settings) as res:
+        await run_workers(create_workers(client, settings, res), stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
