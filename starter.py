@@ -27,6 +27,7 @@ from rich.console import Console
 from temporalio.client import Client
 
 from cli import control
+from cli.devstack import start_emulator, start_worker, worker_environment
 from rollout.communities import SchemaMissingError, seed_from_data_file
 from rollout.db.errors import DatabaseUnavailableError, is_connection_error, unavailable
 from rollout.dto import ProgressDocument, RolloutSettings
@@ -107,7 +108,12 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
     with EmbeddedStack(config) as stack:
         migrate(stack.database_url)
         result = asyncio.run(seed_from_data_file(stack.database_url))
-        _print_stack(stack, result.communities)
+        # Nobody pays for a dev stack: the emulator answers unless PLACES_BASE_URL was set.
+        places_url = None
+        if "places_base_url" not in settings.model_fields_set:
+            places_url = start_emulator(stack, args.placesim_port or settings.stack_placesim_port)
+        start_worker(stack, worker_environment(stack, settings, places_url, {}))
+        _print_stack(stack, result.communities, places_url or settings.places_base_url)
         # Serve until Ctrl-C / SIGTERM; a service that dies takes the whole stack down.
         while True:
             for process in filter(None, [stack.temporal.process, *stack.extra]):
@@ -118,16 +124,19 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
             time.sleep(1)
 
 
-def _print_stack(stack: EmbeddedStack, communities: int) -> None:
+def _print_stack(stack: EmbeddedStack, communities: int, places_url: str) -> None:
     pg = "external (DATABASE_URL)" if stack.config.external_database_url else "embedded"
     console.print("[bold green]statewide rollout dev stack is up[/]")
     console.print(f"  Temporal   {stack.temporal_address}  (namespace {stack.config.namespace})")
     console.print(f"  Web UI     {stack.ui_url}")
     console.print(f"  Postgres   {pg}: {stack.database_url}")
+    console.print(f"  Places     {places_url}")
+    console.print("  Worker     both task queues (rollout, rollout-places)")
     console.print(f"  Data       {communities:,} communities seeded; logs in {stack.log_dir}")
     console.print("In another shell:")
     for key, value in stack.environment().items():
         console.print(f"  export {key}={value}")
+    console.print("  python starter.py start DE && python starter.py progress DE --watch")
     console.print(f"  pids: {' '.join(map(str, stack.pids()))}")
     console.print("Press Ctrl-C to stop everything.", style="dim")
 
@@ -321,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--postgres-port", type=_port_arg, help="default STACK_POSTGRES_PORT or 55432")
     p.add_argument("--temporal-port", type=_port_arg, help="default STACK_TEMPORAL_PORT or 7233")
     p.add_argument("--ui-port", type=_port_arg, help="default STACK_UI_PORT or 8233")
+    p.add_argument(
+        "--placesim-port", type=_port_arg, help="emulator port (STACK_PLACESIM_PORT or 8765)"
+    )
     p.set_defaults(func=cmd_dev)
     return parser
 

@@ -22,7 +22,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rollout.dto import PhaseInput
+from rollout.dto import PhaseInput, RetrySpec, default_places_retry
 
 TEXT_SEARCH_CAP = 60  # results across all pages of one Text Search
 PAGE_SIZE = 20  # results per page (Text Search) and per Nearby Search
@@ -241,6 +241,7 @@ class DiscoveryInput(BaseModel):
     """Input of CommunityDiscoveryWorkflow (phase 1)."""
 
     phase: PhaseInput
+    places_retry: RetrySpec = Field(default_factory=default_places_retry)
     plan: DiscoveryPlan | None = None  # set by continue-as-new, with carry
     carry: DiscoveryCarry | None = None
     streams: int = 4  # search streams of one community running at once

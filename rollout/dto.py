@@ -46,6 +46,12 @@ class RetrySpec(Payload):
     attempts: int = 3
 
 
+def default_places_retry() -> RetrySpec:
+    """Single Places requests: quick retries of transient errors (a per-minute 429 brings
+    its own Retry-After delay)."""
+    return RetrySpec(initial_s=2.0, backoff=2.0, maximum_s=60.0, attempts=8)
+
+
 class PhaseInput(Payload):
     """What a phase activity needs: ids and the rollout's settings, nothing else."""
 
@@ -105,6 +111,7 @@ class CommunityRolloutInput(Payload):
     throttle_ms: int = 100
     skip_enrichment: bool = False
     phase_retry: RetrySpec = Field(default_factory=RetrySpec)
+    places_retry: RetrySpec = Field(default_factory=default_places_retry)
 
 
 class RolloutSettings(Payload):
@@ -121,6 +128,7 @@ class StateRolloutInput(RolloutSettings):
     state_code: str
     initiated_by: str = "system"
     phase_retry: RetrySpec = Field(default_factory=RetrySpec)
+    places_retry: RetrySpec = Field(default_factory=default_places_retry)
     # Cost assumed per community before any has completed (estimates and the budget check).
     default_community_cost_usd: Decimal = DEFAULT_COMMUNITY_COST
     # Test hook: continue-as-new after this many history events (the server suggests it

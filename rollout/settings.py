@@ -21,7 +21,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POSTGRES_PORT = 55432
 DEFAULT_TEMPORAL_PORT = 7233
 DEFAULT_UI_PORT = 8233
+DEFAULT_PLACESIM_PORT = 8765
 DEFAULT_DATABASE_NAME = "rollout"
+GOOGLE_PLACES_URL = "https://places.googleapis.com"
+# The key the embedded stack's emulator accepts (it is not a secret: the emulator is local).
+EMULATOR_API_KEY = "placesim-local-key"
 
 
 def embedded_database_url(
@@ -38,7 +42,7 @@ class Settings(BaseSettings):
     # When DATABASE_URL is not set, the embedded Postgres of `starter.py dev` is assumed.
     database_url: str = embedded_database_url()
     places_api_key: SecretStr = SecretStr("")
-    places_base_url: str = "https://places.googleapis.com"
+    places_base_url: str = GOOGLE_PLACES_URL
     places_qpm: int = Field(default=600, ge=1)
 
     # Embedded stack (starter.py dev / demo, tests, benchmarks).
@@ -46,6 +50,7 @@ class Settings(BaseSettings):
     stack_postgres_port: int = Field(default=DEFAULT_POSTGRES_PORT, ge=1, le=65535)
     stack_temporal_port: int = Field(default=DEFAULT_TEMPORAL_PORT, ge=1, le=65535)
     stack_ui_port: int = Field(default=DEFAULT_UI_PORT, ge=1, le=65535)
+    stack_placesim_port: int = Field(default=DEFAULT_PLACESIM_PORT, ge=1, le=65535)
 
     log_level: str = "INFO"
 
@@ -64,6 +69,10 @@ class Settings(BaseSettings):
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("DATABASE_URL must be a postgresql:// or postgresql+asyncpg:// URL")
         return value
+
+    @property
+    def uses_google(self) -> bool:
+        return self.places_base_url.rstrip("/") == GOOGLE_PLACES_URL
 
     @property
     def database_url_given(self) -> bool:

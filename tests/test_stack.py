@@ -113,8 +113,10 @@ def running_dev(
         "STACK_POSTGRES_PORT": str(free_port()),
         "STACK_TEMPORAL_PORT": str(free_port()),
         "STACK_UI_PORT": str(free_port()),
+        "STACK_PLACESIM_PORT": str(free_port()),
     }
-    env.pop("DATABASE_URL", None)
+    for name in ("DATABASE_URL", "PLACES_BASE_URL", "PLACES_API_KEY"):
+        env.pop(name, None)
     proc = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "starter.py"), "dev"],
         stdout=subprocess.PIPE,
@@ -145,7 +147,8 @@ def running_dev(
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
 def test_dev_stops_everything_on_ctrl_c_and_sigterm(tmp_path: Path, how: signal.Signals) -> None:
     with running_dev(tmp_path) as (proc, pids, env):
-        assert len(pids) == 2
+        # Postgres, Temporal, the Places emulator and a worker.
+        assert len(pids) == 4
         assert all(alive(p) for p in pids)
         ui = httpx.get(f"http://127.0.0.1:{env['STACK_UI_PORT']}/", timeout=10)
         assert ui.status_code == 200

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from rollout.dto import RetrySpec
 
 T = TypeVar("T")
 
@@ -31,3 +35,13 @@ async def record(name: str, arg: object, result_type: type[T], *, summary: str) 
         summary=summary[:200],
     )
     return result
+
+
+def retry_policy(spec: RetrySpec, non_retryable: Sequence[str]) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=spec.initial_s),
+        backoff_coefficient=spec.backoff,
+        maximum_interval=timedelta(seconds=spec.maximum_s),
+        maximum_attempts=spec.attempts,
+        non_retryable_error_types=list(non_retryable),
+    )

@@ -14,10 +14,9 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, CancelledError, FailureError
 
-from workflows.common import record
+from workflows.common import record, retry_policy
 
 with workflow.unsafe.imports_passed_through():
     from rollout.discovery import DiscoveryInput
@@ -29,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
         PhaseInput,
         PhaseMark,
         PhaseResult,
-        RetrySpec,
     )
     from rollout.status import CommunityStatus, Phase, PhaseStatus
 
@@ -46,16 +44,6 @@ PHASE_ACTIVITIES: dict[Phase, str] = {
 }
 PHASE_TIMEOUT = timedelta(minutes=30)  # the Laravel job's per-community timeout
 PHASE_HEARTBEAT = timedelta(minutes=2)
-
-
-def phase_retry_policy(spec: RetrySpec) -> RetryPolicy:
-    return RetryPolicy(
-        initial_interval=timedelta(seconds=spec.initial_s),
-        backoff_coefficient=spec.backoff,
-        maximum_interval=timedelta(seconds=spec.maximum_s),
-        maximum_attempts=spec.attempts,
-        non_retryable_error_types=NON_RETRYABLE,
-    )
 
 
 def application_cause(error: BaseException) -> ApplicationError | None:
@@ -163,7 +151,7 @@ class CommunityRolloutWorkflow:
         if phase is Phase.DISCOVERY:
             result: PhaseResult = await workflow.execute_child_workflow(
                 "CommunityDiscoveryWorkflow",
-                DiscoveryInput(phase=phase_input),
+                DiscoveryInput(phase=phase_input, places_retry=inp.places_retry),
                 id=f"{workflow.info().workflow_id}/discovery",
                 result_type=PhaseResult,
                 static_summary=f"phase 1 discovery: {inp.community_name}",
@@ -188,7 +176,7 @@ class CommunityRolloutWorkflow:
             result_type=PhaseResult,
             start_to_close_timeout=PHASE_TIMEOUT,
             heartbeat_timeout=PHASE_HEARTBEAT,
-            retry_policy=phase_retry_policy(inp.phase_retry),
+            retry_policy=retry_policy(inp.phase_retry, NON_RETRYABLE),
             summary=f"phase {int(phase)}: {inp.community_name}",
         )
         return outcome

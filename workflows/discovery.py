@@ -14,9 +14,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
-from workflows.common import record
+from workflows.common import record, retry_policy
 
 with workflow.unsafe.imports_passed_through():
     from rollout.discovery import (
@@ -31,15 +30,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from rollout.dto import PLACES_TASK_QUEUE, PhaseResult
 
-# Single Places requests: quick retries for transient errors (a per-minute 429 carries its
-# own Retry-After delay); rollout-wide and request errors are raised non-retryable.
-PLACES_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=8,
-    non_retryable_error_types=["PlacesAccessError", "InvalidRequestError", "NotFoundError"],
-)
+# Places errors that no retry can help; the retry intervals come from the input.
+PLACES_NON_RETRYABLE = ["PlacesAccessError", "InvalidRequestError", "NotFoundError"]
 PLACES_TIMEOUT = timedelta(seconds=60)
 
 
@@ -128,7 +120,7 @@ class CommunityDiscoveryWorkflow:
                 result_type=PageOutcome,
                 task_queue=PLACES_TASK_QUEUE,
                 start_to_close_timeout=PLACES_TIMEOUT,
-                retry_policy=PLACES_RETRY,
+                retry_policy=retry_policy(phase_input.places_retry, PLACES_NON_RETRYABLE),
                 summary=f"{task.kind.value} {task.label} d{task.depth} p{page_number}"
                 + (" probe" if task.probe else ""),
             )

@@ -379,6 +379,7 @@ class StateRolloutWorkflow:
                     throttle_ms=self._input.throttle_ms,
                     skip_enrichment=self._input.skip_enrichment,
                     phase_retry=self._input.phase_retry,
+                    places_retry=self._input.places_retry,
                 ),
                 id=community_workflow_id(self._state, ref.community_id),
                 task_queue=ROLLOUT_TASK_QUEUE,

@@ -1,0 +1,67 @@
+"""The rest of the embedded stack: the Places emulator and a worker as child processes.
+
+Used by `starter.py dev` / `demo` and the benchmarks, on top of rollout.stack (Postgres and
+Temporal), so every entry point runs the same real services.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from placesim.process import placesim_process, placesim_ready
+from rollout.settings import EMULATOR_API_KEY, Settings
+from rollout.stack import EmbeddedStack, ManagedProcess
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WORKER_READY_LINE = "worker polling"
+
+
+def start_emulator(
+    stack: EmbeddedStack,
+    port: int,
+    *,
+    seed: int = 1,
+    qpm: int = 600,
+    extra: list[str] | None = None,
+) -> str:
+    """Start placesim under the stack; returns its base URL."""
+    url = f"http://127.0.0.1:{port}"
+    process = placesim_process(
+        port, stack.log_dir / "placesim.log", seed=seed, qpm=qpm, extra_args=extra or []
+    )
+    stack.add_process(process, placesim_ready(url), timeout=60)
+    return url
+
+
+def worker_environment(
+    stack: EmbeddedStack, settings: Settings, places_url: str | None, extra: Mapping[str, str]
+) -> dict[str, str]:
+    env = {**os.environ, **stack.environment(), "LOG_LEVEL": settings.log_level}
+    if places_url is not None:
+        env["PLACES_BASE_URL"] = places_url
+        env["PLACES_API_KEY"] = settings.places_api_key.get_secret_value() or EMULATOR_API_KEY
+    env.update(extra)
+    return env
+
+
+def start_worker(
+    stack: EmbeddedStack, env: Mapping[str, str], *, name: str = "worker", timeout: float = 60
+) -> ManagedProcess:
+    log_path = stack.log_dir / f"{name}.log"
+    log_path.unlink(missing_ok=True)
+    process = ManagedProcess(
+        name,
+        [sys.executable, str(PROJECT_ROOT / "worker.py")],
+        log_path,
+        env=dict(env),
+        cwd=PROJECT_ROOT,
+    )
+
+    def ready() -> bool:
+        return log_path.exists() and WORKER_READY_LINE in log_path.read_text(errors="replace")
+
+    stack.add_process(process, ready, timeout)
+    return process
