@@ -28,13 +28,20 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.discovery import DiscoveryActivities
+from activities.enrichment import EnrichmentActivities
+from activities.news_sources import NewsSourceActivities
 from activities.records import RolloutRecordActivities
+from activities.seeding import SeedingActivities
+from activities.verification import VerificationActivities
+from activities.website_scan import WebsiteScanActivities
 from rollout.db.session import create_engine, session_factory
 from rollout.discovery import DiscoverySettings
 from rollout.dto import PLACES_TASK_QUEUE, ROLLOUT_TASK_QUEUE
 from rollout.logsetup import configure_logging
+from rollout.phase_settings import PhaseSettings, get_phase_settings
 from rollout.places.client import PlacesClient
 from rollout.settings import Settings, get_settings
+from rollout.webscan.fetcher import WebFetcher
 from workflows import CommunityDiscoveryWorkflow, CommunityRolloutWorkflow, StateRolloutWorkflow
 
 log = logging.getLogger("worker")
@@ -63,20 +70,37 @@ async def connect(settings: Settings) -> Client:
 
 @dataclass
 class Resources:
-    """What the activities share: one engine and one Places client per process."""
+    """What the activities share: one engine, one Places client and one web fetcher per
+    process (the fetcher's per-host limits and robots.txt cache span phases 2 and 3)."""
 
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     places: PlacesClient
+    phase_settings: PhaseSettings
+    fetcher: WebFetcher
+    seeding: SeedingActivities
 
 
 @contextlib.asynccontextmanager
 async def resources(settings: Settings) -> AsyncIterator[Resources]:
-    engine = create_engine(settings.database_url, pool_size=10)
+    engine = create_engine(settings.database_url, pool_size=20)
+    sessions = session_factory(engine)
     places = PlacesClient(settings.places_base_url, settings.places_api_key)
+    phase_settings = get_phase_settings()
+    fetcher = WebFetcher(phase_settings)
+    seeding = SeedingActivities(sessions, phase_settings)
     try:
-        yield Resources(engine=engine, sessions=session_factory(engine), places=places)
+        yield Resources(
+            engine=engine,
+            sessions=sessions,
+            places=places,
+            phase_settings=phase_settings,
+            fetcher=fetcher,
+            seeding=seeding,
+        )
     finally:
+        await seeding.aclose()
+        await fetcher.aclose()
         await places.aclose()
         await engine.dispose()
 
@@ -84,6 +108,12 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
 def create_workers(client: Client, settings: Settings, res: Resources) -> list[Worker]:
     records = RolloutRecordActivities(res.sessions)
     discovery = DiscoveryActivities(res.sessions, res.places, DiscoverySettings())
+    scan = WebsiteScanActivities(res.sessions, res.phase_settings, res.fetcher)
+    news = NewsSourceActivities(res.sessions, res.phase_settings, res.fetcher)
+    enrichment = EnrichmentActivities(
+        res.sessions, res.phase_settings, places_qpm=settings.places_qpm
+    )
+    verification = VerificationActivities(res.sessions, res.phase_settings)
     rollout_worker = Worker(
         client,
         task_queue=ROLLOUT_TASK_QUEUE,
@@ -98,6 +128,11 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
             records.finish_community,
             discovery.discovery_plan,
             discovery.discovery_finish,
+            scan.scan_websites,
+            news.setup_news_sources,
+            enrichment.enrich,
+            verification.verify,
+            res.seeding.seed_platforms,
         ],
         workflow_runner=sandbox_runner(),
         # Eager execution would bypass task-queue rate limits; keep every activity on

@@ -43,6 +43,9 @@ def worker_environment(
     if places_url is not None:
         env["PLACES_BASE_URL"] = places_url
         env["PLACES_API_KEY"] = settings.places_api_key.get_secret_value() or EMULATOR_API_KEY
+        # The emulator hosts the business websites on loopback; the scanner refuses
+        # loopback unless told, and is told exactly this host and port.
+        env.setdefault("SCAN_ALLOW_HOSTS", places_url.removeprefix("http://"))
     env.update(extra)
     return env
 

@@ -1,0 +1,75 @@
+"""Phase 5 activity: the community's verification report; thresholds can fail the phase."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from rollout.db.models import CommunityRollout
+from rollout.dto import PhaseInput, PhaseResult
+from rollout.phase_settings import PhaseSettings, get_phase_settings
+from rollout.records import mark_phase
+from rollout.status import Phase, PhaseStatus
+from rollout.verification import build_report, expected_categories, load_facts
+
+THRESHOLD_FAILED = "PhaseThresholdFailed"
+
+
+class VerificationActivities:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: PhaseSettings | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings or get_phase_settings()
+        self.categories = expected_categories(self.settings)
+
+    @activity.defn(name="phase5_verify")
+    async def verify(self, inp: PhaseInput) -> PhaseResult:
+        phase = Phase.VERIFICATION
+        cr_id = inp.community_rollout_id
+        async with self.sessions.begin() as session:
+            await mark_phase(session, cr_id, phase, PhaseStatus.RUNNING)
+
+        async with self.sessions() as session:
+            facts, region = await load_facts(session, inp.community_id)
+        report = build_report(facts, region, self.settings, self.categories)
+        report["community_id"] = inp.community_id
+        report["generated_at"] = dt.datetime.now(dt.UTC).isoformat()
+        error = "; ".join(report["failures"]) or None
+
+        # The report is stored whether or not it passes: operators need it most when a
+        # community fails verification. A failure is recorded with it, in one transaction.
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(CommunityRollout)
+                .where(CommunityRollout.id == cr_id)
+                .values(verification_report=report, updated_at=func.now())
+            )
+            status = PhaseStatus.COMPLETED if report["passed"] else PhaseStatus.FAILED
+            await mark_phase(session, cr_id, phase, status, error)
+
+        counts = {
+            "businesses_verified": report["businesses"],
+            "probable_duplicates": report["duplicates"]["redundant_businesses"],
+            "outside_region": report["outside_region"]["count"],
+            "closed": report["closed"]["count"],
+            "businesses_flagged": len(report["flags"]),
+            "empty_categories": len(report["categories"]["empty"]),
+            "websites_unreachable": report["websites"]["unreachable"],
+        }
+        if not report["passed"]:
+            activity.logger.warning("community %s failed verification: %s", inp.community_id, error)
+            raise ApplicationError(
+                f"verification failed: {error}",
+                counts,
+                type=THRESHOLD_FAILED,
+                non_retryable=True,
+            )
+        activity.logger.info("community %s verified: %s", inp.community_id, counts)
+        return PhaseResult(phase=int(phase), counts=counts)

@@ -1,0 +1,265 @@
+"""Phase 4: Pro enrichment with Place Details for the businesses worth it (with a website).
+
+Billing discipline (ARCHITECTURE.md section 4: every billed response logged exactly once):
+each successful Place Details answer is logged in its own transaction right after it
+arrives, BEFORE its fields are stored, under a key that names the request (the caller's
+`request_key(place_id)`, unique per activity attempt). A failure after the log loses no
+billed request; a retry makes new requests with new keys, and skips the businesses whose
+enrichment was already stored (they are fresh now), so nothing is paid twice.
+
+A business enriched within ENRICHMENT_FRESH_DAYS is not requested again at all.
+
+Storage: the answer is kept as returned (`businesses.enrichment`) plus the typed columns it
+refreshes, stamped `enriched_at` and `places_fetched_at`. Google's terms allow caching only
+the place id indefinitely (reference/places.md section 7); purging or refreshing the rest by
+age is a retention decision left to the owners, which the timestamps make possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+import httpx
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from rollout.community_scope import community_business_ids
+from rollout.db.models import Business, RolloutApiUsage
+from rollout.places.errors import MalformedResponseError, NotFoundError
+from rollout.places.models import DetailsResult, Place
+from rollout.places.pricing import FieldMaskError
+from rollout.usage import log_api_usage
+
+USAGE_ENDPOINT = "place_details"
+
+
+class DetailsClient(Protocol):
+    async def get_place(self, place_id: str, field_mask: str | Sequence[str]) -> DetailsResult: ...
+
+
+class AnswerCapture(httpx.AsyncBaseTransport):
+    """Keeps the JSON body of the last Place Details answer.
+
+    PlacesClient returns a typed `Place` that carries only the listing fields phase 1
+    uses; the fields enrichment pays for (opening hours, international phone, price level,
+    address components) would be dropped. The client takes an httpx transport, so this one
+    sits under it and keeps the body as Google sent it. Requests are made one at a time, so
+    "the last answer" is the answer of the request just made.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
+        self.inner = inner or httpx.AsyncHTTPTransport()
+        self.last: dict[str, Any] | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.last = None
+        response = await self.inner.handle_async_request(request)
+        if response.status_code != 200 or not request.url.path.startswith("/v1/places/"):
+            return response
+        body = await response.aread()
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        self.last = data if isinstance(data, dict) else None
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            content=body,
+            extensions=response.extensions,
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class Pacer:
+    """Spaces request starts at least 1/rate apart, across every caller that shares it.
+
+    Google's quota is per method per project (GetPlace: PLACES_QPM per minute). One phase 4
+    activity makes many requests, so the task-queue rate limit (one activity, one start)
+    does not pace them; a worker shares one Pacer between all its enrichment activities.
+    """
+
+    def __init__(self, per_second: float) -> None:
+        if per_second <= 0:
+            raise ValueError("rate must be > 0")
+        self.interval = 1 / per_second
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichTarget:
+    business_id: int
+    place_id: str
+
+
+@dataclass(slots=True)
+class EnrichProgress:
+    last_business_id: int = 0
+    enriched: int = 0
+    not_found: int = 0
+    skipped_invalid: int = 0
+    total: int = 0
+    cost: Decimal = Decimal(0)
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "last_business_id": self.last_business_id,
+            "enriched": self.enriched,
+            "total": self.total,
+        }
+
+
+async def load_targets(
+    session: AsyncSession, community_id: int, fresh_days: int
+) -> tuple[list[EnrichTarget], int]:
+    """Businesses with a website not enriched within `fresh_days`, and how many with a
+    website were skipped as fresh."""
+    cutoff = func.now() - dt.timedelta(days=fresh_days)
+    with_site = (
+        Business.id.in_(community_business_ids(community_id)),
+        Business.website_uri.is_not(None),
+        func.length(func.trim(Business.website_uri)) > 0,
+    )
+    rows = await session.execute(
+        select(Business.id, Business.place_id)
+        .where(*with_site, or_(Business.enriched_at.is_(None), Business.enriched_at < cutoff))
+        .order_by(Business.id)
+    )
+    targets = [EnrichTarget(business_id, place_id) for business_id, place_id in rows]
+    fresh = await session.scalar(
+        select(func.count()).where(*with_site, Business.enriched_at >= cutoff)
+    )
+    return targets, int(fresh or 0)
+
+
+def enrichment_values(place: Place, answer: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The business columns an answer refreshes (only fields it actually carries).
+    `answer` is the raw JSON when it was captured; otherwise the typed fields are kept."""
+    stored = answer if answer is not None and answer.get("id") == place.id else None
+    values: dict[str, Any] = {
+        "enrichment": stored or place.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "enriched_at": func.now(),
+        "places_fetched_at": func.now(),
+        "updated_at": func.now(),
+    }
+    columns = {
+        "name": place.display_name,
+        "formatted_address": place.formatted_address,
+        "primary_type": place.primary_type,
+        "types": list(place.types) if place.types is not None else None,
+        "business_status": place.business_status.value if place.business_status else None,
+        "website_uri": place.website_uri,
+        "national_phone_number": place.national_phone_number,
+        "google_maps_uri": place.google_maps_uri,
+        "pure_service_area_business": place.pure_service_area_business,
+        "rating": Decimal(str(round(place.rating, 1))) if place.rating is not None else None,
+        "user_rating_count": place.user_rating_count,
+    }
+    values.update({k: v for k, v in columns.items() if v is not None})
+    return values
+
+
+async def phase_cost(session: AsyncSession, community_rollout_id: int) -> Decimal:
+    """What this community's Place Details requests cost, over every attempt."""
+    cost = await session.scalar(
+        select(func.coalesce(func.sum(RolloutApiUsage.cost), 0)).where(
+            RolloutApiUsage.community_rollout_id == community_rollout_id,
+            RolloutApiUsage.endpoint == USAGE_ENDPOINT,
+        )
+    )
+    return Decimal(cost or 0)
+
+
+async def enrich_community(
+    sessions: async_sessionmaker[AsyncSession],
+    client: DetailsClient,
+    *,
+    community_id: int,
+    community_rollout_id: int,
+    field_mask: str,
+    fresh_days: int,
+    request_key: Callable[[str], str],
+    throttle_s: float,
+    progress: EnrichProgress,
+    capture: AnswerCapture | None = None,
+    pacer: Pacer | None = None,
+) -> int:
+    """Enrich the community's stale businesses with websites; returns how many were fresh.
+
+    Places errors propagate (the activity maps them to Temporal's retry semantics) except
+    NOT_FOUND, which concerns one obsolete place id, not the run.
+    """
+    async with sessions() as session:
+        targets, fresh = await load_targets(session, community_id, fresh_days)
+    progress.total = len(targets)
+    for index, target in enumerate(targets):
+        if index and throttle_s > 0:
+            await asyncio.sleep(throttle_s)  # the operator's throttle_ms, on top of the quota
+        if pacer is not None:
+            await pacer.wait()
+        try:
+            result = await client.get_place(target.place_id, field_mask)
+        except NotFoundError:
+            progress.not_found += 1
+            continue
+        except MalformedResponseError as exc:
+            # Google billed the answer even though it arrived broken: log it, then fail
+            # (retryable) like any other transient error.
+            if exc.billed_sku is not None and exc.billed_cost is not None:
+                async with sessions.begin() as session:
+                    await log_api_usage(
+                        session,
+                        request_key=request_key(target.place_id),
+                        community_rollout_id=community_rollout_id,
+                        endpoint=USAGE_ENDPOINT,
+                        sku=exc.billed_sku,
+                        cost=exc.billed_cost,
+                        result_count=0,
+                        http_status=exc.status_code,
+                    )
+            raise
+        except FieldMaskError:
+            raise  # our configuration, not the place: fail the phase
+        except ValueError:
+            progress.skipped_invalid += 1  # not a place id at all; nothing was sent
+            continue
+        async with sessions.begin() as session:
+            await log_api_usage(
+                session,
+                request_key=request_key(target.place_id),
+                community_rollout_id=community_rollout_id,
+                endpoint=USAGE_ENDPOINT,
+                sku=result.sku,
+                cost=result.cost,
+                result_count=1,
+                http_status=result.http_status,
+            )
+        async with sessions.begin() as session:
+            await session.execute(
+                update(Business)
+                .where(Business.id == target.business_id)
+                .values(**enrichment_values(result.place, capture.last if capture else None))
+            )
+        progress.enriched += 1
+        progress.cost += result.cost
+        progress.last_business_id = target.business_id
+    return fresh

@@ -1,0 +1,228 @@
+"""Phase 4 (Pro enrichment) against the Places emulator on real Postgres.
+
+The emulator bills every answered request by the SKU of its field mask with the project's
+own pricing, so its bill is the check that our usage log is exact, also across a failure
+and a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import itertools
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.enrichment import EnrichmentActivities
+from rollout.db.models import Business, CommunityRolloutPhase, RolloutApiUsage
+from rollout.enrichment import Pacer
+from rollout.phase_settings import PhaseSettings
+from rollout.places.client import PlacesClient
+from tests.phase_fixtures import Seeded, add_business, seed_rollout
+
+if TYPE_CHECKING:
+    from tests.places_fixtures import Sim
+
+pytest_plugins = ["tests.places_fixtures"]
+
+SKU = "Place Details Enterprise"
+PRICE = Decimal("0.02")  # $20 per 1,000
+
+
+def activities(seeded: Seeded, sim: Sim, key: str = "test-key") -> EnrichmentActivities:
+    def factory(transport: httpx.AsyncBaseTransport) -> PlacesClient:
+        return PlacesClient(sim.base_url, SecretStr(key), timeout=5.0, transport=transport)
+
+    settings = PhaseSettings(enrichment_fresh_days=30, phase_heartbeat_s=0.2)
+    return EnrichmentActivities(seeded.sessions, settings, factory, places_qpm=60_000)
+
+
+async def seed_from_truth(seeded: Seeded, sim: Sim) -> dict[str, Any]:
+    """Six businesses with websites (one of them fresh, one stale), one without, one whose
+    place id the API no longer knows."""
+    truth = sim.community(seeded.community_id)["businesses"]
+    with_site = [b for b in truth if b["website_uri"]][:6]
+    without = next(b for b in truth if not b["website_uri"])
+    now = dt.datetime.now(dt.UTC)
+    ids: dict[str, Any] = {"targets": [], "truth": {}}
+    for i, b in enumerate(with_site):
+        enriched_at = None
+        if i == 4:
+            enriched_at = now - dt.timedelta(days=2)  # fresh: not paid for again
+        elif i == 5:
+            enriched_at = now - dt.timedelta(days=40)  # stale: enriched again
+        business_id = await add_business(
+            seeded, b["place_id"], b["name"], website=b["website_uri"], enriched_at=enriched_at
+        )
+        ids["truth"][business_id] = b
+        if i != 4:
+            ids["targets"].append(business_id)
+        else:
+            ids["fresh"] = business_id
+    ids["without"] = await add_business(seeded, without["place_id"], without["name"])
+    ids["unknown"] = await add_business(
+        seeded, "ChIJnotAPlaceAnyMore0000", "Gone", website="http://gone.example/"
+    )
+    return ids
+
+
+async def usage(seeded: Seeded) -> tuple[int, Decimal, set[str]]:
+    async with seeded.sessions() as session:
+        rows = (await session.execute(select(RolloutApiUsage))).scalars().all()
+    return len(rows), sum((r.cost for r in rows), Decimal(0)), {r.sku for r in rows}
+
+
+async def test_phase4_enriches_bills_exactly_and_skips_fresh(engine: AsyncEngine, sim: Sim) -> None:
+    seeded = await seed_rollout(engine)
+    ids = await seed_from_truth(seeded, sim)
+    acts = activities(seeded, sim)
+    env = ActivityEnvironment()
+    first = await env.run(acts.enrich, seeded.phase_input())
+    billed_first = sim.billing()
+    second = await env.run(acts.enrich, seeded.phase_input())
+
+    targets = len(ids["targets"])
+    assert first.counts == {
+        "businesses_enriched": targets,
+        "enrichment_fresh_skipped": 1,
+        "enrichment_not_found": 1,
+    }
+    assert first.cost_usd == PRICE * targets
+    # The second run pays for nothing: everything is fresh now.
+    assert second.counts["businesses_enriched"] == 0
+    assert second.counts["enrichment_fresh_skipped"] == targets + 1
+    assert second.cost_usd == first.cost_usd
+    billed = sim.billing()
+    # Only the obsolete place id is asked again (a 404 is not billed).
+    assert (billed["skus"], billed["total_cost"]) == (
+        billed_first["skus"],
+        billed_first["total_cost"],
+    )
+    assert billed["skus"] == {SKU: {"requests": targets, "cost": str(PRICE * targets)}}
+    count, cost, skus = await usage(seeded)
+    assert (count, cost, skus) == (targets, Decimal(billed["total_cost"]), {SKU})
+
+    async with seeded.sessions() as session:
+        rows = {b.id: b for b in (await session.scalars(select(Business))).all()}
+    for business_id in ids["targets"]:
+        row = rows[business_id]
+        truth = ids["truth"][business_id]
+        assert row.enriched_at is not None
+        assert row.enrichment is not None
+        assert row.enrichment["id"] == truth["place_id"]
+        # The raw answer is kept, with the fields the typed Place model does not carry.
+        assert row.enrichment.get("internationalPhoneNumber") == truth["international_phone_number"]
+        assert row.national_phone_number == truth["national_phone_number"]
+    assert rows[ids["fresh"]].enrichment is None
+    assert rows[ids["without"]].enriched_at is None
+    async with seeded.sessions() as session:
+        status = await session.scalar(
+            select(CommunityRolloutPhase.status).where(CommunityRolloutPhase.phase == 4)
+        )
+    assert status == "completed"
+
+
+async def test_phase4_skipped_when_asked(engine: AsyncEngine, sim: Sim) -> None:
+    seeded = await seed_rollout(engine)
+    await seed_from_truth(seeded, sim)
+    env = ActivityEnvironment()
+    for _ in range(2):
+        result = await env.run(
+            activities(seeded, sim).enrich, seeded.phase_input(skip_enrichment=True)
+        )
+        assert result.status == "skipped"
+    assert sim.billing()["total_requests"] == 0
+    async with seeded.sessions() as session:
+        status = await session.scalar(select(CommunityRolloutPhase.status))
+    assert status == "skipped"
+
+
+async def test_phase4_failure_then_retry_logs_every_billed_request_once(
+    engine: AsyncEngine, sim: Sim
+) -> None:
+    seeded = await seed_rollout(engine)
+    ids = await seed_from_truth(seeded, sim)
+    third = ids["truth"][ids["targets"][2]]["location"]
+    # Place Details for the third business fails with 500 (retryable) until the zone goes.
+    sim.configure(fail_near=[{"lat": third["latitude"], "lng": third["longitude"], "radius_m": 1}])
+    acts = activities(seeded, sim)
+    env = ActivityEnvironment()
+    with pytest.raises(ApplicationError) as failed:
+        await env.run(acts.enrich, seeded.phase_input())
+    assert not failed.value.non_retryable
+    assert failed.value.type == "ServerError"
+    count, cost, _ = await usage(seeded)
+    assert count == 2 == sim.billing()["total_requests"]
+
+    sim.configure(fail_near=[])
+    env.info = dataclasses.replace(env.info, attempt=2)
+    retried = await env.run(acts.enrich, seeded.phase_input())
+    assert retried.counts["businesses_enriched"] == len(ids["targets"]) - 2
+    billed = sim.billing()
+    count, cost, _ = await usage(seeded)
+    assert count == billed["total_requests"] == len(ids["targets"])
+    assert cost == Decimal(billed["total_cost"]) == retried.cost_usd
+    async with seeded.sessions() as session:
+        keys = (await session.scalars(select(RolloutApiUsage.request_key))).all()
+        enriched = await session.scalar(
+            select(func.count()).where(Business.enriched_at.is_not(None))
+        )
+    assert len(set(keys)) == len(keys)
+    assert sum(k.split("/")[3] == "1" for k in keys) == 2  # attempt 1 billed two requests
+    assert enriched == len(ids["targets"]) + 1  # + the fresh one seeded as enriched
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "error_type", "retryable"),
+    [
+        ({"disabled": True}, "test-key", "PlacesAccessError", False),
+        ({}, "invalid", "PlacesAccessError", False),
+        ({"qpd": 1}, "test-key", "PlacesAccessError", False),
+        ({"qpm": 1}, "test-key", "QuotaExceededError", True),
+    ],
+)
+async def test_phase4_maps_places_errors(
+    engine: AsyncEngine,
+    sim: Sim,
+    config: dict[str, Any],
+    key: str,
+    error_type: str,
+    retryable: bool,
+) -> None:
+    seeded = await seed_rollout(engine)
+    await seed_from_truth(seeded, sim)
+    sim.configure(**config)
+    with pytest.raises(ApplicationError) as failed:
+        await ActivityEnvironment().run(activities(seeded, sim, key).enrich, seeded.phase_input())
+    assert failed.value.type == error_type
+    assert failed.value.non_retryable is not retryable
+    if retryable:
+        assert failed.value.next_retry_delay is not None
+        assert failed.value.next_retry_delay >= dt.timedelta(seconds=30)
+    # Whatever was answered before the error is logged, and only that.
+    count, _, _ = await usage(seeded)
+    assert count == sim.billing()["total_requests"]
+
+
+async def test_pacer_spaces_requests_across_concurrent_callers() -> None:
+    pacer = Pacer(20)  # 50 ms apart
+    started = time.monotonic()
+    starts: list[float] = []
+
+    async def request() -> None:
+        await pacer.wait()
+        starts.append(time.monotonic() - started)
+
+    await asyncio.gather(*(request() for _ in range(5)))
+    assert starts[-1] >= 0.19
+    assert all(b - a >= 0.045 for a, b in itertools.pairwise(sorted(starts)))
