@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 # Bookkeeping activities are short database writes: retry them quickly and for long
 # (a database restart must not fail a rollout), except for input errors.
-RECORD_TIMEOUT = timedelta(minutes=2)
+RECORD_TIMEOUT = timedelta(seconds=30)
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),

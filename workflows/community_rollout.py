@@ -14,7 +14,13 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, CancelledError, FailureError
+from temporalio.exceptions import (
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    is_cancelled_exception,
+)
+from temporalio.workflow import ActivityCancellationType
 
 from workflows.common import record, retry_policy
 
@@ -43,7 +49,11 @@ PHASE_ACTIVITIES: dict[Phase, str] = {
     Phase.SEEDING: "phase6_seed_platforms",
 }
 PHASE_TIMEOUT = timedelta(minutes=30)  # the Laravel job's per-community timeout
-PHASE_HEARTBEAT = timedelta(minutes=2)
+# Phases that work site by site or request by request heartbeat every few seconds, so a
+# worker that dies mid-phase is noticed within this and the phase resumes elsewhere from
+# its heartbeat details. Verification is one database pass and does not heartbeat.
+PHASE_HEARTBEAT = timedelta(seconds=30)
+HEARTBEATING = {Phase.WEBSITE_SCAN, Phase.NEWS_SOURCES, Phase.ENRICHMENT, Phase.SEEDING}
 
 
 def application_cause(error: BaseException) -> ApplicationError | None:
@@ -128,6 +138,9 @@ class CommunityRolloutWorkflow:
             except asyncio.CancelledError:
                 raise
             except FailureError as err:
+                if is_cancelled_exception(err):
+                    # The rollout was cancelled while this phase ran: not a phase failure.
+                    raise asyncio.CancelledError(str(err)) from err
                 cause = application_cause(err)
                 message = describe_failure(err)
                 if cause is not None and cause.type == PLACES_ACCESS_ERROR:
@@ -175,7 +188,10 @@ class CommunityRolloutWorkflow:
             phase_input,
             result_type=PhaseResult,
             start_to_close_timeout=PHASE_TIMEOUT,
-            heartbeat_timeout=PHASE_HEARTBEAT,
+            # On cancel, wait for the attempt to end, so its billed requests are logged
+            # before the community's cost is totted up.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            heartbeat_timeout=PHASE_HEARTBEAT if phase in HEARTBEATING else None,
             retry_policy=retry_policy(inp.phase_retry, NON_RETRYABLE),
             summary=f"phase {int(phase)}: {inp.community_name}",
         )

@@ -14,6 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from temporalio import workflow
+from temporalio.workflow import ActivityCancellationType
 
 from workflows.common import record, retry_policy
 
@@ -32,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
 
 # Places errors that no retry can help; the retry intervals come from the input.
 PLACES_NON_RETRYABLE = ["PlacesAccessError", "InvalidRequestError", "NotFoundError"]
-PLACES_TIMEOUT = timedelta(seconds=60)
+PLACES_TIMEOUT = timedelta(seconds=30)  # the client's own timeout is 10 s
 
 
 @workflow.defn(name="CommunityDiscoveryWorkflow")
@@ -120,6 +121,9 @@ class CommunityDiscoveryWorkflow:
                 result_type=PageOutcome,
                 task_queue=PLACES_TASK_QUEUE,
                 start_to_close_timeout=PLACES_TIMEOUT,
+                # On cancel, wait for the attempt to end, so its billed requests are logged
+                # before the community's cost is totted up.
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 retry_policy=retry_policy(phase_input.places_retry, PLACES_NON_RETRYABLE),
                 summary=f"{task.kind.value} {task.label} d{task.depth} p{page_number}"
                 + (" probe" if task.probe else ""),

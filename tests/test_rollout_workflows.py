@@ -1,0 +1,380 @@
+"""End-to-end: StateRolloutWorkflow and CommunityRolloutWorkflow on a real Temporal dev
+server, real Postgres, the Places emulator and `python worker.py` as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from rollout.discovery import Box, bounding_box
+from rollout.dto import BatchSizeInput, PauseInput, ResumeInput, state_workflow_id
+from rollout.status import RolloutStatus
+from tests.rollout_harness import (
+    API_KEY,
+    RolloutEnv,
+    emulator,  # noqa: F401 - fixture
+    max_overlap,
+    money,
+    rollout_env,  # noqa: F401 - fixture
+)
+from worker import WORKFLOWS, sandbox_runner
+from workflows.state_rollout import StateRolloutWorkflow
+
+pytestmark = pytest.mark.integration
+HISTORY_DIR = Path(__file__).parent / "histories"
+
+TERMINAL = ("completed", "cancelled", "failed")
+
+
+async def assert_counters_match_rows(env: RolloutEnv, rollout_id: int) -> None:
+    """The state row's counters equal the community rows they count; costs equal the log."""
+    row = (
+        await env.rows(
+            "SELECT completed_communities, failed_communities, total_businesses, "
+            "total_news_sources, total_cost FROM state_rollouts WHERE id = :id",
+            id=rollout_id,
+        )
+    )[0]
+    counted = (
+        await env.rows(
+            "SELECT count(*) FILTER (WHERE status = 'completed'), "
+            "count(*) FILTER (WHERE status = 'failed'), coalesce(sum(businesses_discovered), 0), "
+            "coalesce(sum(news_sources_created), 0), coalesce(sum(api_cost_estimate), 0) "
+            "FROM community_rollouts WHERE state_rollout_id = :id",
+            id=rollout_id,
+        )
+    )[0]
+    assert tuple(row[:4]) == tuple(counted[:4])
+    assert money(row[4]) == money(counted[4])
+    logged = await env.scalar(
+        "SELECT coalesce(sum(u.cost), 0) FROM rollout_api_usage u "
+        "JOIN community_rollouts c ON c.id = u.community_rollout_id "
+        "WHERE c.state_rollout_id = :id",
+        id=rollout_id,
+    )
+    assert money(counted[4]) == money(logged)
+
+
+async def test_full_rollout_of_a_small_state(rollout_env: RolloutEnv) -> None:
+    """All of Delaware, with the awkward parts on purpose: two priority communities, one
+    community whose Places calls keep failing, and continue-as-new every ~150 events."""
+    env = rollout_env
+    smallest = await env.rows(
+        "SELECT id FROM communities WHERE state_code = 'DE' ORDER BY population, id LIMIT 2"
+    )
+    priority = [smallest[0][0], smallest[1][0]]
+    broken, lat, lng = await isolated_community(env, exclude=priority)
+    env.emulator.post("/sim/config", {"fail_near": [{"lat": lat, "lng": lng, "radius_m": 100}]})
+    try:
+        handle = await env.start(
+            "DE", batch_size=4, priority_communities=priority, continue_as_new_after_events=150
+        )
+        summary = await handle.result()
+    finally:
+        env.emulator.post("/sim/config", {"fail_near": []})
+
+    # The broken community failed in phase 1 with its error; every other one completed.
+    failures = await env.rows(
+        "SELECT community_id, failed_phase, error FROM community_rollouts WHERE status = 'failed'"
+    )
+    assert [(c, phase) for c, phase, _ in failures] == [(broken, 1)]
+    assert failures[0][2]
+    assert summary.status is RolloutStatus.COMPLETED
+    assert (summary.completed, summary.failed, summary.cancelled) == (55, 1, 0)
+    statuses = Counter(s for (s,) in await env.rows("SELECT status FROM community_rollouts"))
+    assert statuses == {"completed": 55, "failed": 1}
+    phases = await env.rows(
+        "SELECT phase, status, count(*) FROM community_rollout_phases GROUP BY phase, status"
+    )
+    assert {(p, s): n for p, s, n in phases} == {
+        (1, "completed"): 55,
+        (1, "failed"): 1,
+        **{(p, "completed"): 55 for p in range(2, 7)},
+    }
+    await assert_counters_match_rows(env, summary.rollout_id)
+    assert summary.businesses > 0
+    assert summary.news_sources > 0
+
+    # Priority first; never more than batch_size children at once.
+    rows = await env.rows(
+        "SELECT community_id, is_priority, started_at, completed_at "
+        "FROM community_rollouts ORDER BY started_at"
+    )
+    assert {r[0] for r in rows[:2]} == set(priority)
+    assert {r[0] for r in rows if r[1]} == set(priority)
+    assert max_overlap([(r[2], r[3]) for r in rows]) <= 4
+
+    # Continue-as-new happened, and lost or repeated nothing.
+    runs = [w async for w in env.client.list_workflows(f"WorkflowId = '{state_workflow_id('DE')}'")]
+    assert len(runs) > 2
+    assert (
+        await env.rows(
+            "SELECT community_id FROM community_rollouts GROUP BY community_id HAVING count(*) > 1"
+        )
+        == []
+    )
+    assert await env.scalar("SELECT count(*) - count(DISTINCT place_id) FROM businesses") == 0
+
+    # Every billed request is logged once: the log equals the emulator's own bill.
+    bill = env.emulator.get("/sim/billing")
+    logged = await env.rows("SELECT sku, count(*), sum(cost) FROM rollout_api_usage GROUP BY sku")
+    assert {sku: n for sku, n, _ in logged} == {
+        sku: entry["requests"] for sku, entry in bill["skus"].items() if entry["requests"]
+    }
+    assert money(sum(c for _, _, c in logged)) == money(bill["total_cost"])
+
+    # The progress document at the end.
+    doc = await env.progress("DE")
+    assert doc.rollout.status is RolloutStatus.COMPLETED
+    assert doc.progress_percentage == 100.0
+    assert doc.status_breakdown.completed == 55
+    assert doc.status_breakdown.failed == 1
+    assert doc.total_businesses == summary.businesses
+    assert doc.estimated_remaining_cost == Decimal("0.00")
+
+    # The search attributes are current.
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(_key("RolloutStatus")) == "completed"
+    assert description.typed_search_attributes.get(_key("RolloutStateCode")) == "DE"
+
+    await replay_live_histories(env, handle.id)
+
+
+def _key(name: str) -> SearchAttributeKey[str]:
+    return SearchAttributeKey.for_keyword(name)
+
+
+async def isolated_community(env: RolloutEnv, exclude: list[int]) -> tuple[int, float, float]:
+    """A DE community whose centre lies in no other community's search rectangle, so that
+    failing every Places request near that centre breaks this community alone."""
+    regions = await env.rows(
+        "SELECT c.id, r.center_latitude, r.center_longitude, r.radius_m FROM communities c "
+        "JOIN community_region cr ON cr.community_id = c.id AND cr.is_primary "
+        "JOIN regions r ON r.id = cr.region_id WHERE c.state_code = 'DE' ORDER BY c.id"
+    )
+    for cid, lat, lng, _ in regions:
+        if cid in exclude:
+            continue
+        box = bounding_box(lat, lng, 100)
+        if not any(
+            o != cid and _boxes_meet(box, bounding_box(olat, olng, radius))
+            for o, olat, olng, radius in regions
+        ):
+            return int(cid), float(lat), float(lng)
+    raise AssertionError("no isolated community in DE")
+
+
+def _boxes_meet(a: Box, b: Box) -> bool:
+    return a.south <= b.north and b.south <= a.north and a.west <= b.east and b.west <= a.east
+
+
+async def replay_live_histories(env: RolloutEnv, parent_id: str) -> None:
+    """Live-then-replay: the histories just made replay cleanly; with RECORD_HISTORIES=1
+    they are also saved under tests/histories/ for test_replay.py."""
+    community = await env.scalar(
+        "SELECT community_id FROM community_rollouts ORDER BY businesses_discovered DESC LIMIT 1"
+    )
+    child = f"{parent_id}/community-{community}"
+    runs = sorted(
+        [w async for w in env.client.list_workflows(f"WorkflowId = '{parent_id}'")],
+        key=lambda w: w.start_time,
+    )
+    targets = [
+        ("StateRolloutWorkflow__first-run", parent_id, runs[0].run_id),
+        ("StateRolloutWorkflow__last-run", parent_id, runs[-1].run_id),
+        ("CommunityRolloutWorkflow__largest", child, None),
+        ("CommunityDiscoveryWorkflow__largest", f"{child}/discovery", None),
+    ]
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandbox_runner(),
+    )
+    for name, workflow_id, run_id in targets:
+        history = await env.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        await replayer.replay_workflow(history)
+        if os.environ.get("RECORD_HISTORIES") == "1":
+            target = HISTORY_DIR / f"{name}.json"
+            target.write_text(
+                json.dumps({"workflow_id": workflow_id, "history": history.to_json_dict()})
+            )
+
+
+async def test_pause_resume_and_set_batch_size(rollout_env: RolloutEnv) -> None:
+    env = rollout_env
+    handle = await env.start("DE", batch_size=2)
+    await env.wait_for("DE", lambda d: d.status_breakdown.completed >= 4, what="4 completed")
+
+    await handle.signal(StateRolloutWorkflow.pause, PauseInput(reason="night"))
+    doc = await env.wait_for(
+        "DE",
+        lambda d: d.rollout.status is RolloutStatus.PAUSED and not d.in_flight,
+        what="paused and drained",
+    )
+    assert doc.paused_reason == "night"
+    assert doc.status_breakdown.paused > 0
+    started_before = await env.scalar(
+        "SELECT count(*) FROM community_rollouts WHERE started_at IS NOT NULL"
+    )
+    # Queued rows are paused in the database; nothing new starts while paused.
+    await asyncio.sleep(2)
+    assert (
+        await env.scalar("SELECT count(*) FROM community_rollouts WHERE started_at IS NOT NULL")
+        == started_before
+    )
+    statuses = Counter(s for (s,) in await env.rows("SELECT status FROM community_rollouts"))
+    assert statuses["queued"] == 0
+    assert statuses["paused"] == 56 - started_before
+    assert await env.scalar("SELECT status FROM state_rollouts") == "paused"
+    paused_list = [w.id async for w in env.client.list_workflows("RolloutStatus = 'paused'")]
+    assert state_workflow_id("DE") in paused_list
+
+    await handle.signal(StateRolloutWorkflow.set_batch_size, BatchSizeInput(batch_size=5))
+    await handle.signal(StateRolloutWorkflow.resume, ResumeInput())
+    doc = await env.wait_for(
+        "DE", lambda d: d.status_breakdown.processing >= 3, what="the wider window in use"
+    )
+    assert doc.rollout.status is RolloutStatus.IN_PROGRESS
+    assert doc.rollout.batch_size == 5
+    assert doc.paused_reason is None
+    assert await env.scalar("SELECT count(*) FROM community_rollouts WHERE status='paused'") == 0
+    done_before = doc.status_breakdown.completed
+    await env.wait_for(
+        "DE", lambda d: d.status_breakdown.completed >= done_before + 3, what="progress"
+    )
+    await handle.signal(StateRolloutWorkflow.cancel)
+    await handle.result()
+    rows = await env.rows(
+        "SELECT started_at, completed_at FROM community_rollouts WHERE started_at IS NOT NULL"
+    )
+    assert max_overlap([(r[0], r[1]) for r in rows]) <= 5
+
+
+async def test_cancel_cancels_in_flight_and_marks_the_rest(rollout_env: RolloutEnv) -> None:
+    env = rollout_env
+    handle = await env.start("DE", batch_size=3)
+    await env.wait_for("DE", lambda d: d.status_breakdown.completed >= 2, what="2 completed")
+    await handle.signal(StateRolloutWorkflow.cancel)
+    summary = await handle.result()
+    assert summary.status is RolloutStatus.CANCELLED
+    statuses = Counter(s for (s,) in await env.rows("SELECT status FROM community_rollouts"))
+    # In-flight children were cancelled (not failed); the rest were never started.
+    assert set(statuses) == {"completed", "cancelled"}
+    assert statuses["completed"] + statuses["cancelled"] == 56
+    in_flight_cancelled = await env.scalar(
+        "SELECT count(*) FROM community_rollouts WHERE status = 'cancelled' "
+        "AND started_at IS NOT NULL"
+    )
+    assert in_flight_cancelled > 0
+    assert await env.scalar("SELECT status FROM state_rollouts") == "cancelled"
+    await assert_counters_match_rows(env, summary.rollout_id)
+
+
+async def test_second_start_of_a_running_state_is_rejected(rollout_env: RolloutEnv) -> None:
+    env = rollout_env
+    handle = await env.start("DE", batch_size=1)
+    await handle.signal(StateRolloutWorkflow.pause, PauseInput(reason="hold"))
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    with pytest.raises(WorkflowAlreadyStartedError):
+        await env.start("DE")
+    await handle.signal(StateRolloutWorkflow.cancel)
+    await handle.result()
+
+
+async def test_invalid_key_pauses_the_rollout_and_resume_finishes_it(
+    rollout_env: RolloutEnv,
+) -> None:
+    env = rollout_env
+    handle = await env.start("DE", batch_size=2)
+    await env.wait_for("DE", lambda d: d.status_breakdown.completed >= 2, what="2 completed")
+    env.emulator.post("/sim/config", {"api_key": "rotated-key"})
+    doc = await env.wait_for(
+        "DE",
+        lambda d: d.rollout.status is RolloutStatus.PAUSED and not d.in_flight,
+        what="auto-pause, with the in-flight communities back in the queue",
+    )
+    assert doc.paused_reason is not None
+    assert "Places" in doc.paused_reason
+    assert "API_KEY_INVALID" in doc.paused_reason
+    assert await env.scalar("SELECT count(*) FROM community_rollouts WHERE status='failed'") == 0
+    paused_rows = await env.scalar(
+        "SELECT count(*) FROM community_rollouts WHERE status = 'paused'"
+    )
+    assert paused_rows == 56 - doc.status_breakdown.completed
+    env.emulator.post("/sim/config", {"api_key": API_KEY})
+    await handle.signal(StateRolloutWorkflow.resume)
+    done_before = doc.status_breakdown.completed
+    await env.wait_for(
+        "DE", lambda d: d.status_breakdown.completed >= done_before + 3, what="progress"
+    )
+    await handle.signal(StateRolloutWorkflow.cancel)
+    summary = await handle.result()
+    failed = await env.rows(
+        "SELECT community_id, failed_phase, error FROM community_rollouts WHERE status = 'failed'"
+    )
+    assert failed == []
+    assert summary.failed == 0
+
+
+async def test_budget_pauses_before_overspending(rollout_env: RolloutEnv) -> None:
+    env = rollout_env
+    handle = await env.start(
+        "DE", batch_size=1, budget_usd=Decimal("0.40"), default_community_cost_usd=Decimal("0.01")
+    )
+    doc = await env.wait_for(
+        "DE", lambda d: d.rollout.status is RolloutStatus.PAUSED, what="budget pause"
+    )
+    assert doc.paused_reason is not None
+    assert doc.paused_reason.startswith("budget")
+    assert doc.status_breakdown.completed < 56
+    await handle.signal(StateRolloutWorkflow.cancel)
+    await handle.result()
+
+
+async def test_worker_killed_mid_rollout_finishes_after_restart(rollout_env: RolloutEnv) -> None:
+    env = rollout_env
+    handle = await env.start("DE", batch_size=6)
+    await env.wait_for("DE", lambda d: d.status_breakdown.completed >= 3, what="3 completed")
+    env.kill_worker()
+    await asyncio.sleep(1)
+    env.start_worker()
+    summary = await handle.result()
+    assert summary.completed == 56
+    assert summary.failed == 0
+    assert await env.scalar("SELECT count(*) - count(DISTINCT place_id) FROM businesses") == 0
+    await assert_counters_match_rows(env, summary.rollout_id)
+    description = await handle.describe()
+    assert description.status == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_invalid_input_fails_with_one_message(rollout_env: RolloutEnv) -> None:
+    env = rollout_env
+    handle = await env.start("DE", batch_size=0, throttle_ms=-5)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    message = str(failure.value.cause)
+    assert "batch_size 0 is outside 1-200" in message
+    assert "throttle_ms -5 must be 0 or more" in message
+    assert await env.scalar("SELECT count(*) FROM state_rollouts") == 0
+
+
+async def test_priority_from_another_state_is_rejected(rollout_env: RolloutEnv) -> None:
+    env = rollout_env
+    ri = await env.scalar("SELECT id FROM communities WHERE state_code = 'RI' LIMIT 1")
+    handle = await env.start("DE", priority_communities=[ri])
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    cause = failure.value.cause
+    assert f"priority communities not in DE: {ri}" in str(cause.__cause__ or cause)
+    assert await env.scalar("SELECT count(*) FROM state_rollouts") == 0
