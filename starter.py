@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import getpass
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NoReturn
@@ -30,11 +31,25 @@ from cli import control
 from cli.devstack import start_emulator, start_worker, worker_environment
 from rollout.communities import SchemaMissingError, seed_from_data_file
 from rollout.db.errors import DatabaseUnavailableError, is_connection_error, unavailable
-from rollout.dto import ProgressDocument, RolloutSettings
+from rollout.dto import ProgressDocument, RolloutSettings, RolloutSummary, state_workflow_id
 from rollout.logsetup import configure_logging
 from rollout.settings import Settings, get_settings
 from rollout.stack import EmbeddedStack, StackConfig, StackError, terminate_on_sigterm
 from rollout.states import STATE_NAMES, UnknownStateError, normalize_state_code
+
+DEMO_STATE = "DE"  # 56 communities: a whole state in a few minutes
+# The demo talks to the emulator only, so it may go faster than Google's default quota.
+DEMO_PLACES_QPM = 12_000
+# A shorter category list than a real rollout's (rollout/discovery.py) so that a whole state
+# finishes in a few minutes on a laptop; every phase still does its real work.
+DEMO_DISCOVERY = {
+    "DISCOVERY_DENSE_CATEGORIES": '["restaurant", "cafe", "hair_salon", "church"]',
+    "DISCOVERY_SPARSE_CATEGORIES": '["florist", "library", "plumber"]',
+    "DISCOVERY_TEXT_QUERIES": "[]",
+    # The emulator hosts every business website on one host:port, where real sites have a
+    # host each; the per-host politeness limit would serialise the whole demo on it.
+    "SCAN_PER_HOST_CONCURRENCY": "16",
+}
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -95,33 +110,148 @@ def cmd_seed_communities(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
-def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
-    overrides: dict[str, object] = {}
-    if args.postgres_port:
-        overrides["postgres_port"] = args.postgres_port
-    if args.temporal_port:
-        overrides["temporal_port"] = args.temporal_port
-    if args.ui_port:
-        overrides["ui_port"] = args.ui_port
-    config = StackConfig.from_settings(settings, **overrides)
+@contextlib.contextmanager
+def embedded_stack(
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    places_qpm: int | None = None,
+    worker_env: dict[str, str] | None = None,
+    demo: bool = False,
+) -> Iterator[tuple[EmbeddedStack, int, str]]:
+    """Postgres, Temporal (Web UI), schema, communities, the emulator and a worker.
 
+    Yields the stack, the number of communities seeded and the Places URL in use."""
+    overrides: dict[str, object] = {}
+    for option, field in (
+        ("postgres_port", "postgres_port"),
+        ("temporal_port", "temporal_port"),
+        ("ui_port", "ui_port"),
+    ):
+        if getattr(args, option, None):
+            overrides[field] = getattr(args, option)
+    if demo:
+        # From zero every time, beside (not in) the dev stack's data: its own database and
+        # an in-memory Temporal.
+        overrides |= {
+            "database_name": "rollout_demo",
+            "fresh_database": True,
+            "persist_temporal": False,
+        }
+    config = StackConfig.from_settings(settings, **overrides)
     with EmbeddedStack(config) as stack:
         migrate(stack.database_url)
         result = asyncio.run(seed_from_data_file(stack.database_url))
-        # Nobody pays for a dev stack: the emulator answers unless PLACES_BASE_URL was set.
+        # Nobody pays for a local stack: the emulator answers unless PLACES_BASE_URL was set.
         places_url = None
+        extra: dict[str, str] = dict(worker_env or {})
         if "places_base_url" not in settings.model_fields_set:
-            places_url = start_emulator(stack, args.placesim_port or settings.stack_placesim_port)
-        start_worker(stack, worker_environment(stack, settings, places_url, {}))
-        _print_stack(stack, result.communities, places_url or settings.places_base_url)
-        # Serve until Ctrl-C / SIGTERM; a service that dies takes the whole stack down.
-        while True:
-            for process in filter(None, [stack.temporal.process, *stack.extra]):
-                if not process.running():
-                    raise CommandError(str(process.failure()).splitlines()[0])
-            if stack.postgres and stack.postgres.process and not stack.postgres.process.running():
-                raise CommandError(str(stack.postgres.process.failure()).splitlines()[0])
+            qpm = places_qpm or settings.places_qpm
+            places_url = start_emulator(
+                stack, args.placesim_port or settings.stack_placesim_port, qpm=qpm
+            )
+            extra["PLACES_QPM"] = str(qpm)
+        start_worker(stack, worker_environment(stack, settings, places_url, extra))
+        yield stack, result.communities, places_url or settings.places_base_url
+
+
+def _watch_services(stack: EmbeddedStack) -> None:
+    """Raise when a service of the stack has died (it takes the whole stack down)."""
+    for process in filter(None, [stack.temporal.process, *stack.extra]):
+        if not process.running():
+            raise CommandError(str(process.failure()).splitlines()[0])
+    if stack.postgres and stack.postgres.process and not stack.postgres.process.running():
+        raise CommandError(str(stack.postgres.process.failure()).splitlines()[0])
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
+    with embedded_stack(args, settings) as (stack, communities, places_url):
+        _print_stack(stack, communities, places_url)
+        while True:  # serve until Ctrl-C / SIGTERM
+            _watch_services(stack)
             time.sleep(1)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
+    from rich.live import Live
+
+    from cli.render import progress_view
+
+    started = time.monotonic()
+    rollout = RolloutSettings(batch_size=args.batch_size, throttle_ms=0)
+    with embedded_stack(
+        args, settings, places_qpm=DEMO_PLACES_QPM, worker_env=DEMO_DISCOVERY, demo=True
+    ) as (
+        stack,
+        communities,
+        places_url,
+    ):
+        console.print(
+            f"[bold green]stack up[/] in {time.monotonic() - started:.0f}s: Temporal "
+            f"{stack.temporal_address}, Web UI {stack.ui_url}, Places {places_url}, "
+            f"{communities:,} communities"
+        )
+        stack_settings = settings.model_copy(
+            update={
+                "temporal_address": stack.temporal_address,
+                "database_url": stack.database_url,
+            }
+        )
+
+        async def run_rollout() -> RolloutSummary:
+            client = await control.connect(stack_settings)
+            handle = await control.start(
+                client, stack_settings, args.state, rollout, initiated_by="demo"
+            )
+            document = await control.progress(client, stack_settings, args.state)
+            with Live(progress_view(document), console=console, refresh_per_second=4) as live:
+                result = asyncio.ensure_future(handle.result())
+                while not result.done():
+                    await asyncio.wait([result], timeout=1)
+                    _watch_services(stack)
+                    document = await control.progress(client, stack_settings, args.state)
+                    live.update(progress_view(document))
+            summary: RolloutSummary = result.result()
+            return summary
+
+        summary = asyncio.run(run_rollout())
+        report = asyncio.run(control.rollout_report(stack_settings, summary.rollout_id))
+        _print_demo_summary(args.state, summary, report, time.monotonic() - started, stack)
+        if args.keep:
+            console.print("--keep: the stack stays up; press Ctrl-C to stop everything.")
+            while True:
+                _watch_services(stack)
+                time.sleep(1)
+
+
+def _print_demo_summary(
+    state: str,
+    summary: RolloutSummary,
+    report: control.RolloutReport,
+    elapsed: float,
+    stack: EmbeddedStack,
+) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"{STATE_NAMES[state]} rollout #{summary.rollout_id}: {summary.status.value}"
+    )
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row("communities", f"{summary.completed:,} completed, {summary.failed:,} failed")
+    table.add_row("businesses", f"{summary.businesses:,}")
+    table.add_row("  with websites", f"{report.with_websites:,}")
+    table.add_row("news sources", f"{summary.news_sources:,}")
+    for sku, requests, cost in report.cost_by_sku:
+        table.add_row(f"  {sku}", f"{requests:,} requests, ${cost:,.2f}")
+    table.add_row("Places cost (list price)", f"${summary.cost_usd:,.2f}")
+    table.add_row("elapsed", f"{elapsed:,.0f} s")
+    console.print(table)
+    workflow = f"{stack.ui_url}/namespaces/{stack.config.namespace}/workflows"
+    console.print(f"Web UI: {workflow}/{state_workflow_id(state)}")
+    console.print(
+        f"        {workflow}?query=RolloutStateCode%3D%22{state}%22 (the rollout and its children)"
+    )
 
 
 def _print_stack(stack: EmbeddedStack, communities: int, places_url: str) -> None:
@@ -244,6 +374,40 @@ def cmd_progress(args: argparse.Namespace, settings: Settings) -> None:
     asyncio.run(go())
 
 
+def cmd_estimate(args: argparse.Namespace, settings: Settings) -> None:
+    from rich.table import Table
+
+    from rollout.communities import load_communities
+    from rollout.discovery import DiscoverySettings
+    from rollout.estimate import estimate
+    from rollout.phase_settings import get_phase_settings
+
+    result = estimate(
+        load_communities(args.state),
+        DiscoverySettings(),
+        skip_enrichment=args.skip_enrichment,
+        enrichment_mask=get_phase_settings().enrichment_field_mask,
+    )
+    table = Table(
+        title=f"Estimate for {STATE_NAMES[args.state]}: {result.communities:,} communities, "
+        f"about {result.businesses:,} businesses"
+    )
+    table.add_column("SKU")
+    table.add_column("requests", justify="right")
+    table.add_column("list price", justify="right")
+    table.add_column("free per month", justify="right")
+    for sku in result.skus:
+        cap = "unlimited" if sku.free_monthly_cap is None else f"{sku.free_monthly_cap:,}"
+        table.add_row(sku.sku, f"{sku.requests:,}", f"${sku.cost_usd:,.2f}", cap)
+    table.add_row("total", f"{result.requests:,}", f"${result.cost_usd:,.2f}", "", style="bold")
+    console.print(table)
+    console.print(
+        "A model, not a quote: densities and category shares are assumptions "
+        "(rollout/estimate.py); the monthly free caps are not subtracted.",
+        style="dim",
+    )
+
+
 def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
     from cli.render import rollouts_table
 
@@ -313,6 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_progress)
 
+    p = sub.add_parser("estimate", help="expected Places requests and cost, before spending")
+    p.add_argument("state", type=_state_arg)
+    p.add_argument("--skip-enrichment", action="store_true")
+    p.set_defaults(func=cmd_estimate)
+
     p = sub.add_parser("list", help="list state rollouts")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
@@ -334,6 +503,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--placesim-port", type=_port_arg, help="emulator port (STACK_PLACESIM_PORT or 8765)"
     )
     p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser(
+        "demo", help="start the embedded stack, roll out a small state with live progress, stop"
+    )
+    p.add_argument("state", nargs="?", type=_state_arg, default=DEMO_STATE, help="(default DE)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--keep", action="store_true", help="leave the stack up afterwards")
+    for option in ("--postgres-port", "--temporal-port", "--ui-port", "--placesim-port"):
+        p.add_argument(option, type=_port_arg, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

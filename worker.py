@@ -24,6 +24,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -61,10 +62,21 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
 
 
 async def connect(settings: Settings) -> Client:
+    runtime = None
+    if settings.metrics_port:
+        # Metrics are configured on the runtime, before any client exists.
+        runtime = Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(
+                    bind_address=f"{settings.metrics_bind}:{settings.metrics_port}"
+                )
+            )
+        )
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=runtime,
     )
 
 

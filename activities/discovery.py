@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from rollout import records
 from rollout.businesses import primary_region, region_counts, upsert_places
 from rollout.discovery import (
@@ -95,10 +97,13 @@ class DiscoveryActivities:
 
     @activity.defn(name="places_search_page")
     async def places_search_page(self, req: PageRequest) -> PageOutcome:
+        endpoint = "searchNearby" if req.task.kind is SearchKind.NEARBY else "searchText"
         try:
             page = await self._request(req)
         except PlacesError as error:
+            metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
             raise to_application_error(error) from None
+        metrics.places_request(endpoint, page.sku, "ok", page.cost)
         info = activity.info()
         # Logged in its own transaction right away: the response is billed whatever happens
         # next, and a retry of this activity is a new request Google bills again (a new
@@ -171,6 +176,7 @@ class DiscoveryActivities:
                 session, inp.community_rollout_id, Phase.DISCOVERY, PhaseStatus.COMPLETED
             )
             cost = await records.community_cost(session, inp.community_rollout_id)
+        metrics.businesses_discovered(total)
         return PhaseResult(phase=Phase.DISCOVERY, counts=counts, cost_usd=cost)
 
 

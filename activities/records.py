@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from rollout import records
 from rollout.dto import (
     CommunityFinish,
@@ -87,6 +88,7 @@ class RolloutRecordActivities:
                 error=inp.error,
             )
             await records.record_community_finished(session, inp.rollout_id, inp.status)
+        metrics.community_finished(inp.status.value)
         return CommunityResult(
             community_rollout_id=inp.community_rollout_id,
             community_id=inp.community_id,

@@ -32,6 +32,7 @@ from rollout.dto import (
     ProgressDocument,
     ResumeInput,
     RolloutSettings,
+    RolloutSummary,
     StateRolloutInput,
     state_workflow_id,
 )
@@ -107,7 +108,7 @@ async def start(
     rollout: RolloutSettings,
     *,
     initiated_by: str,
-) -> WorkflowHandle[StateRolloutWorkflow, object]:
+) -> WorkflowHandle[StateRolloutWorkflow, RolloutSummary]:
     inp = check_input(state, rollout, initiated_by=initiated_by)
     problems = await _db_check_problems(settings, state, rollout.priority_communities)
     if problems:
@@ -148,7 +149,7 @@ async def start(
 
 async def running_handle(
     client: Client, state: str
-) -> WorkflowHandle[StateRolloutWorkflow, object]:
+) -> WorkflowHandle[StateRolloutWorkflow, RolloutSummary]:
     handle = client.get_workflow_handle_for(StateRolloutWorkflow.run, state_workflow_id(state))
     try:
         description = await handle.describe()
@@ -255,3 +256,20 @@ async def list_rollouts(client: Client, limit: int = 100) -> list[RolloutListing
             )
         )
     return rows
+
+
+@dataclass
+class RolloutReport:
+    with_websites: int
+    cost_by_sku: list[tuple[str, int, Decimal]]
+
+
+async def rollout_report(settings: Settings, rollout_id: int) -> RolloutReport:
+    """Figures for the end-of-rollout summary, from the database."""
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with AsyncSession(engine) as session:
+            with_websites, by_sku = await records.rollout_report(session, rollout_id)
+    finally:
+        await engine.dispose()
+    return RolloutReport(with_websites=with_websites, cost_by_sku=by_sku)

@@ -46,7 +46,7 @@ def _split(value: Any) -> Any:
 class PhaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    # How often long phase activities heartbeat (well inside the workflow's 2-minute
+    # How often long phase activities heartbeat (well inside the workflow's 30-second
     # heartbeat_timeout; the details are the resume point of a retry).
     phase_heartbeat_s: float = Field(default=2.0, gt=0)
 

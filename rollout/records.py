@@ -591,3 +591,22 @@ async def progress_from_db(session: AsyncSession, state_code: str) -> ProgressDo
         ],
         paused_reason=rollout.paused_reason,
     )
+
+
+async def rollout_report(
+    session: AsyncSession, rollout_id: int
+) -> tuple[int, list[tuple[str, int, Decimal]]]:
+    """(businesses with websites, [(sku, requests, cost)]) of a rollout."""
+    with_websites = await session.scalar(
+        select(func.coalesce(func.sum(CommunityRollout.businesses_with_websites), 0)).where(
+            CommunityRollout.state_rollout_id == rollout_id
+        )
+    )
+    rows = await session.execute(
+        select(RolloutApiUsage.sku, func.count(), func.coalesce(func.sum(RolloutApiUsage.cost), 0))
+        .join(CommunityRollout, CommunityRollout.id == RolloutApiUsage.community_rollout_id)
+        .where(CommunityRollout.state_rollout_id == rollout_id)
+        .group_by(RolloutApiUsage.sku)
+        .order_by(RolloutApiUsage.sku)
+    )
+    return int(with_websites or 0), [(sku, int(n), Decimal(cost)) for sku, n, cost in rows]

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     stack_placesim_port: int = Field(default=DEFAULT_PLACESIM_PORT, ge=1, le=65535)
 
     log_level: str = "INFO"
+    # Prometheus endpoint of the worker (SDK metrics and the project's own); 0 turns it off.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_bind: str = "127.0.0.1"
 
     @field_validator("database_url")
     @classmethod

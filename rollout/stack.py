@@ -400,6 +400,8 @@ class StackConfig:
     # Keep Temporal's state across restarts (dev) or not (tests, demo).
     persist_temporal: bool = True
     durable_postgres: bool = True
+    # Drop and recreate the database at start (the demo starts from zero every time).
+    fresh_database: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> StackConfig:
@@ -501,6 +503,8 @@ class EmbeddedStack:
                 )
                 self._started.append(self.postgres.stop)
                 self.postgres.start()
+                if self.config.fresh_database:
+                    self.postgres.drop_database(self.config.database_name)
                 self.postgres.ensure_database(self.config.database_name)
             self._started.append(self.temporal.stop)
             self.temporal.start()

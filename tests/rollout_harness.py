@@ -202,6 +202,7 @@ async def rollout_env(
         "PLACES_API_KEY": API_KEY,
         "PLACES_QPM": "60000",
         "LOG_LEVEL": "INFO",
+        "METRICS_PORT": str(free_port()),
         # The emulator hosts the business websites on loopback: allow exactly it.
         "SCAN_ALLOW_HOSTS": emulator.url.removeprefix("http://"),
         "SCAN_SITE_DEADLINE_S": "2",

@@ -4,13 +4,18 @@ server, real Postgres, the Places emulator and `python worker.py` as a subproces
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -18,7 +23,9 @@ from temporalio.worker import Replayer
 
 from rollout.discovery import Box, bounding_box
 from rollout.dto import BatchSizeInput, PauseInput, ResumeInput, state_workflow_id
+from rollout.stack import temporal_cli as temporal_binary
 from rollout.status import RolloutStatus
+from tests.conftest import PROJECT_ROOT
 from tests.rollout_harness import (
     API_KEY,
     RolloutEnv,
@@ -148,6 +155,19 @@ async def test_full_rollout_of_a_small_state(rollout_env: RolloutEnv) -> None:
     assert description.typed_search_attributes.get(_key("RolloutStateCode")) == "DE"
 
     await replay_live_histories(env, handle.id)
+
+    # The worker's Prometheus endpoint: the SDK's metrics and the project's own.
+    async with httpx.AsyncClient(timeout=10) as http:
+        scraped = (
+            await http.get(f"http://127.0.0.1:{env.worker_env['METRICS_PORT']}/metrics")
+        ).text
+    assert "temporal_activity_execution_latency" in scraped
+    assert "rollout_places_requests{" in scraped
+    assert 'sku="Text Search Enterprise"' in scraped
+    assert "rollout_communities{" in scraped
+    assert 'status="completed"' in scraped
+    assert "rollout_businesses_discovered" in scraped
+    assert "rollout_places_cost_usd" in scraped
 
 
 def _key(name: str) -> SearchAttributeKey[str]:
@@ -378,3 +398,92 @@ async def test_priority_from_another_state_is_rejected(rollout_env: RolloutEnv) 
     cause = failure.value.cause
     assert f"priority communities not in DE: {ri}" in str(cause.__cause__ or cause)
     assert await env.scalar("SELECT count(*) FROM state_rollouts") == 0
+
+
+def temporal_cli(env: RolloutEnv, *args: str) -> str:
+    """The README's `temporal` commands, run with the real binary against the test server."""
+    result = subprocess.run(
+        [temporal_binary(), *args, "--address", env.stack.temporal_address, "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+async def test_operations_through_the_temporal_cli(rollout_env: RolloutEnv) -> None:
+    env = rollout_env
+    # Started the operator's way: the starter script (checks, summary for the Web UI).
+    started = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(PROJECT_ROOT / "starter.py"), "start", "DE", "--batch-size", "2",
+         "--throttle-ms", "0"],
+        capture_output=True,
+        text=True,
+        env={**env.worker_env, "LOG_LEVEL": "WARNING"},
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert "started state-rollout-DE" in started.stdout
+    await env.wait_for("DE", lambda d: d.status_breakdown.completed >= 1, what="1 completed")
+
+    # The Web UI finds it by its search attributes and shows its summary and live details.
+    async with httpx.AsyncClient(base_url=env.stack.ui_url, timeout=10) as ui:
+        found = (
+            await ui.get(
+                "/api/v1/namespaces/default/workflows",
+                params={"query": "RolloutStateCode='DE' AND WorkflowType='StateRolloutWorkflow'"},
+            )
+        ).json()
+        assert [e["execution"]["workflowId"] for e in found["executions"]] == ["state-rollout-DE"]
+        described = (await ui.get("/api/v1/namespaces/default/workflows/state-rollout-DE")).json()
+    summary = described["executionConfig"]["userMetadata"]["summary"]["data"]
+    assert "Delaware rollout" in base64.b64decode(summary).decode()
+    handle = env.client.get_workflow_handle("state-rollout-DE")
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert "Delaware rollout" in metadata.current_details
+    assert "in flight" in metadata.current_details
+
+    run = asyncio.to_thread
+    await run(
+        temporal_cli, env, "workflow", "signal", "-w", "state-rollout-DE",
+        "--name", "pause", "--input", '{"reason":"night"}',
+    )  # fmt: skip
+    await env.wait_for("DE", lambda d: d.rollout.status is RolloutStatus.PAUSED, what="pause")
+
+    queried = json.loads(
+        await run(temporal_cli, env, "workflow", "query", "-w", "state-rollout-DE",
+                  "--name", "progress")
+    )  # fmt: skip
+    document = queried["queryResult"][0]
+    assert document["rollout"]["status"] == "paused"
+    assert document["paused_reason"] == "night"
+    assert set(document["status_breakdown"]) == {
+        "queued", "processing", "completed", "failed", "paused", "cancelled"
+    }  # fmt: skip
+
+    listed = await run(temporal_cli, env, "workflow", "list", "--query", "RolloutStatus='paused'")
+    assert "state-rollout-DE" in listed
+
+    await run(temporal_cli, env, "workflow", "signal", "-w", "state-rollout-DE",
+              "--name", "set_batch_size", "--input", '{"batch_size":3}')  # fmt: skip
+    await run(temporal_cli, env, "workflow", "signal", "-w", "state-rollout-DE",
+              "--name", "resume")  # fmt: skip
+    doc = await env.wait_for(
+        "DE", lambda d: d.rollout.status is RolloutStatus.IN_PROGRESS, what="resume"
+    )
+    assert doc.rollout.batch_size == 3
+
+    await run(temporal_cli, env, "workflow", "signal", "-w", "state-rollout-DE",
+              "--name", "cancel")  # fmt: skip
+    handle = env.client.get_workflow_handle_for(StateRolloutWorkflow.run, "state-rollout-DE")
+    summary = await handle.result()
+    assert summary.status is RolloutStatus.CANCELLED
+    listed = await run(
+        temporal_cli, env, "workflow", "list", "--query",
+        "RolloutStatus='cancelled' AND RolloutStateCode='DE'",
+    )  # fmt: skip
+    assert "state-rollout-DE" in listed

@@ -1,0 +1,109 @@
+"""What a rollout will cost before anything is spent: requests and list price by SKU.
+
+A model, not a measurement: it needs no database and makes no request. For each community
+it assumes about one business per RESIDENTS_PER_BUSINESS residents (US establishments with
+employees are roughly one per 40 people), and that each category or catch-all query matches
+a share of them:
+- a dense category or query matching m businesses costs ceil(m / 20) paid pages (at least
+  one) while m <= 60; beyond the 60-result cap the quadtree takes over: about m / 45 leaf
+  cells (cells fill about three quarters of the cap) at up to 3 paid pages each, plus the
+  free IDs-only probes of the cells above them (4/3 as many cells, 3 pages each);
+- a sparse category costs one Nearby Search (plus the dense treatment when it would return
+  20 or more);
+- enrichment (unless skipped) costs one Place Details per business with a website.
+Prices come from the dated price list (rollout/places/pricing.py), at the first paid tier,
+without the monthly free caps (shown separately).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from rollout.communities import CommunityRecord
+from rollout.discovery import PROBE_MASK, SEARCH_MASK, TEXT_SEARCH_CAP, DiscoverySettings
+from rollout.places.pricing import Endpoint, free_monthly_cap, request_cost, sku_for
+
+RESIDENTS_PER_BUSINESS = 40
+DENSE_SHARE = 0.03  # of a community's businesses matched by one dense category or query
+SPARSE_SHARE = 0.006  # ... by one sparse category
+WEBSITE_SHARE = 0.6  # businesses with a website (phase 4 enriches those)
+LEAF_FILL = 45  # results in an average quadtree leaf (the cap is 60)
+PAGE = 20
+
+
+@dataclass(frozen=True)
+class SkuEstimate:
+    sku: str
+    requests: int
+    cost_usd: Decimal
+    free_monthly_cap: int | None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    communities: int
+    businesses: int
+    skus: list[SkuEstimate]
+
+    @property
+    def requests(self) -> int:
+        return sum(s.requests for s in self.skus)
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return sum((s.cost_usd for s in self.skus), Decimal(0))
+
+
+def _text_requests(matches: float) -> tuple[int, int]:
+    """(paid pages, free probe pages) for one dense search of `matches` results."""
+    if matches <= TEXT_SEARCH_CAP:
+        return max(1, math.ceil(matches / PAGE)), 0
+    leaves = math.ceil(matches / LEAF_FILL)
+    paid = 3 + leaves * 3  # the saturated root is paid, then every leaf
+    probes = math.ceil(leaves * 4 / 3) * 3
+    return paid, probes
+
+
+def estimate(
+    communities: Sequence[CommunityRecord],
+    settings: DiscoverySettings,
+    *,
+    skip_enrichment: bool = False,
+    enrichment_mask: str | None = None,
+) -> Estimate:
+    text_sku = sku_for(Endpoint.SEARCH_TEXT, SEARCH_MASK)
+    probe_sku = sku_for(Endpoint.SEARCH_TEXT, PROBE_MASK)
+    nearby_sku = sku_for(Endpoint.SEARCH_NEARBY, SEARCH_MASK.replace(",nextPageToken", ""))
+    requests: dict[str, int] = defaultdict(int)
+    businesses = 0
+    dense = len(settings.dense_categories) + len(settings.text_queries)
+    for community in communities:
+        found = max(community.population / RESIDENTS_PER_BUSINESS, 15)
+        businesses += round(found)
+        paid, probes = _text_requests(found * DENSE_SHARE)
+        requests[text_sku] += dense * paid
+        requests[probe_sku] += dense * probes
+        sparse_matches = found * SPARSE_SHARE
+        requests[nearby_sku] += len(settings.sparse_categories)
+        if sparse_matches >= PAGE:
+            paid, probes = _text_requests(sparse_matches)
+            requests[text_sku] += len(settings.sparse_categories) * paid
+            requests[probe_sku] += len(settings.sparse_categories) * probes
+    if not skip_enrichment and enrichment_mask:
+        details_sku = sku_for(Endpoint.GET_PLACE, enrichment_mask)
+        requests[details_sku] += round(businesses * WEBSITE_SHARE)
+    skus = [
+        SkuEstimate(
+            sku=sku,
+            requests=n,
+            cost_usd=request_cost(sku) * n,
+            free_monthly_cap=free_monthly_cap(sku),
+        )
+        for sku, n in sorted(requests.items())
+        if n
+    ]
+    return Estimate(communities=len(communities), businesses=businesses, skus=skus)
