@@ -161,6 +161,11 @@ class RolloutEnv:
         async with AsyncSession(self.engine) as session:
             return (await session.execute(text(sql), params)).all()
 
+    async def write(self, sql: str, **params: Any) -> Any:
+        """Run a statement in its own committed transaction; returns its scalar result."""
+        async with self.engine.begin() as conn:
+            return (await conn.execute(text(sql), params)).scalar()
+
     async def scalar(self, sql: str, **params: Any) -> Any:
         async with AsyncSession(self.engine) as session:
             return (await session.execute(text(sql), params)).scalar()

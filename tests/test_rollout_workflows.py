@@ -21,13 +21,21 @@ from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from rollout.discovery import Box, bounding_box
-from rollout.dto import BatchSizeInput, PauseInput, ResumeInput, state_workflow_id
+from rollout.discovery import Box, DiscoveryInput, bounding_box
+from rollout.dto import (
+    BatchSizeInput,
+    PauseInput,
+    PhaseInput,
+    PhaseResult,
+    ResumeInput,
+    state_workflow_id,
+)
 from rollout.stack import temporal_cli as temporal_binary
 from rollout.status import RolloutStatus
 from tests.conftest import PROJECT_ROOT
 from tests.rollout_harness import (
     API_KEY,
+    FAST_PLACES_RETRY,
     RolloutEnv,
     emulator,  # noqa: F401 - fixture
     max_overlap,
@@ -487,3 +495,60 @@ async def test_operations_through_the_temporal_cli(rollout_env: RolloutEnv) -> N
         "RolloutStatus='cancelled' AND RolloutStateCode='DE'",
     )  # fmt: skip
     assert "state-rollout-DE" in listed
+
+
+async def test_discovery_twice_is_idempotent_and_both_runs_are_billed(
+    rollout_env: RolloutEnv,
+) -> None:
+    """Phase 1 of one community, run twice: the same businesses, no duplicate, and both
+    runs' requests in the log (Google bills both), equal to the emulator's bill."""
+    env = rollout_env
+    community = await env.scalar(
+        "SELECT id FROM communities WHERE state_code = 'DE' ORDER BY population DESC LIMIT 1"
+    )
+    rollout_id = await env.write(
+        "INSERT INTO state_rollouts (state_code, state_name, workflow_id) "
+        "VALUES ('DE', 'Delaware', 'manual') RETURNING id"
+    )
+    cr_id = await env.write(
+        "INSERT INTO community_rollouts (state_rollout_id, community_id, position) "
+        "VALUES (:r, :c, 1) RETURNING id",
+        r=rollout_id,
+        c=community,
+    )
+    phase = PhaseInput(
+        rollout_id=rollout_id,
+        community_rollout_id=cr_id,
+        community_id=community,
+        state_code="DE",
+        throttle_ms=0,
+    )
+    results = []
+    snapshots = []
+    for run in (1, 2):
+        result = await env.client.execute_workflow(
+            "CommunityDiscoveryWorkflow",
+            DiscoveryInput(phase=phase, places_retry=FAST_PLACES_RETRY),
+            id=f"discovery-twice-{run}",
+            task_queue="rollout",
+            result_type=PhaseResult,
+        )
+        results.append(result)
+        snapshots.append(sorted(p for (p,) in await env.rows("SELECT place_id FROM businesses")))
+    assert snapshots[0] == snapshots[1]
+    assert len(snapshots[0]) == len(set(snapshots[0])) > 0
+    assert results[0].counts == results[1].counts
+    assert results[0].counts["businesses_discovered"] == len(snapshots[0])
+
+    runs = await env.rows(
+        "SELECT split_part(request_key, '/', 1), count(*) FROM rollout_api_usage "
+        "GROUP BY 1 ORDER BY 1"
+    )
+    assert len(runs) == 2
+    assert runs[0][1] == runs[1][1]
+    bill = env.emulator.get("/sim/billing")
+    logged = await env.rows("SELECT sku, count(*), sum(cost) FROM rollout_api_usage GROUP BY sku")
+    assert {sku: n for sku, n, _ in logged} == {
+        sku: entry["requests"] for sku, entry in bill["skus"].items() if entry["requests"]
+    }
+    assert money(sum(c for _, _, c in logged)) == money(bill["total_cost"])
