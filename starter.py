@@ -531,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = str(problem["loc"][0]).upper() if problem["loc"] else "settings"
         message = str(problem["msg"]).removeprefix("Value error, ")
         return _fail(f"invalid {name}: {message}", 2)
-    configure_logging(args.log_level or settings.log_level)
+    configure_logging(args.log_level or settings.log_level, settings.log_format)
     func: Callable[[argparse.Namespace, Settings], None] = args.func
     try:
         with terminate_on_sigterm():

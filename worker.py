@@ -178,7 +178,7 @@ async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
 
 async def main() -> int:
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         client = await connect(settings)
     except RuntimeError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
     stack_placesim_port: int = Field(default=DEFAULT_PLACESIM_PORT, ge=1, le=65535)
 
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     # Prometheus endpoint of the worker (SDK metrics and the project's own); 0 turns it off.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_bind: str = "127.0.0.1"
