@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import NoReturn
 
@@ -244,7 +244,8 @@ def _print_demo_summary(
     table.add_row("news sources", f"{summary.news_sources:,}")
     for sku, requests, cost in report.cost_by_sku:
         table.add_row(f"  {sku}", f"{requests:,} requests, ${cost:,.2f}")
-    table.add_row("Places cost (list price)", f"${summary.cost_usd:,.2f}")
+    cents = summary.cost_usd.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    table.add_row("Places cost (list price)", f"${cents:,}")
     table.add_row("elapsed", f"{elapsed:,.0f} s")
     console.print(table)
     workflow = f"{stack.ui_url}/namespaces/{stack.config.namespace}/workflows"
