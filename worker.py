@@ -20,6 +20,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -172,6 +173,11 @@ async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
             ", ".join(w.task_queue for w in workers),
             os.getpid(),
         )
+        # For supervisors (the embedded stack, tests): a file that says "polling now",
+        # whatever the log level.
+        ready_file = os.environ.get("WORKER_READY_FILE")
+        if ready_file:
+            Path(ready_file).write_text(str(os.getpid()))  # noqa: ASYNC240 - once, at start
         await stop.wait()
         log.info("stopping: finishing running activities (up to %s)", GRACEFUL_SHUTDOWN)
 

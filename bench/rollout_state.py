@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli.devstack import start_emulator, start_worker, worker_environment
 from rollout.communities import seed_from_data_file
-from rollout.db.migrate import upgrade
+from rollout.db.migrate import upgrade_async
 from rollout.dto import RolloutSummary, StateRolloutInput, state_workflow_id
 from rollout.settings import Settings
 from rollout.stack import EmbeddedStack, StackConfig, free_port
@@ -53,7 +53,7 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-rollout-") as tmp:
         config = StackConfig.ephemeral(Path(tmp))
         with EmbeddedStack(config) as stack:
-            upgrade(stack.database_url)
+            await upgrade_async(stack.database_url)
             await seed_from_data_file(stack.database_url, args.state)
             places_url = start_emulator(
                 stack, free_port(), seed=3, qpm=1_000_000, extra=["--site-slow-s", "1"]

@@ -16,7 +16,6 @@ from rollout.settings import EMULATOR_API_KEY, Settings
 from rollout.stack import EmbeddedStack, ManagedProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-WORKER_READY_LINE = "worker polling"
 
 
 def start_emulator(
@@ -54,17 +53,14 @@ def start_worker(
     stack: EmbeddedStack, env: Mapping[str, str], *, name: str = "worker", timeout: float = 60
 ) -> ManagedProcess:
     log_path = stack.log_dir / f"{name}.log"
-    log_path.unlink(missing_ok=True)
+    ready_file = stack.log_dir / f"{name}.ready"
+    ready_file.unlink(missing_ok=True)
     process = ManagedProcess(
         name,
         [sys.executable, str(PROJECT_ROOT / "worker.py")],
         log_path,
-        env=dict(env),
+        env={**env, "WORKER_READY_FILE": str(ready_file)},
         cwd=PROJECT_ROOT,
     )
-
-    def ready() -> bool:
-        return log_path.exists() and WORKER_READY_LINE in log_path.read_text(errors="replace")
-
-    stack.add_process(process, ready, timeout)
+    stack.add_process(process, ready_file.exists, timeout)
     return process

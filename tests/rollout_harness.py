@@ -97,12 +97,14 @@ class RolloutEnv:
     # -- worker ------------------------------------------------------------------------
 
     def start_worker(self) -> ManagedProcess:
-        log_path = self.log_dir / f"worker-{len(self.workers_started) + 1}.log"
+        n = len(self.workers_started) + 1
+        log_path = self.log_dir / f"worker-{n}.log"
+        ready_file = self.log_dir / f"worker-{n}.ready"
         process = ManagedProcess(
             "worker",
             [sys.executable, str(PROJECT_ROOT / "worker.py")],
             log_path,
-            env=self.worker_env,
+            env={**self.worker_env, "WORKER_READY_FILE": str(ready_file)},
             cwd=PROJECT_ROOT,
         )
         process.start()
@@ -110,7 +112,7 @@ class RolloutEnv:
         while time.monotonic() < deadline:
             if not process.running():
                 raise process.failure()
-            if log_path.exists() and "worker polling" in log_path.read_text(errors="replace"):
+            if ready_file.exists():
                 break
             time.sleep(0.2)
         else:
