@@ -56,7 +56,12 @@ async def run(args: argparse.Namespace) -> None:
             await upgrade_async(stack.database_url)
             await seed_from_data_file(stack.database_url, args.state)
             places_url = start_emulator(
-                stack, free_port(), seed=3, qpm=1_000_000, extra=["--site-slow-s", "1"]
+                stack,
+                free_port(),
+                seed=3,
+                qpm=1_000_000,
+                # Big cities overlap dozens of communities: keep the whole state's world.
+                extra=["--site-slow-s", "1", "--cache-businesses", "600000"],
             )
             extra = {
                 "PLACES_QPM": str(args.places_qpm),
@@ -64,6 +69,8 @@ async def run(args: argparse.Namespace) -> None:
                 "DISCOVERY_SPARSE_CATEGORIES": json.dumps(args.sparse),
                 "DISCOVERY_TEXT_QUERIES": json.dumps(args.queries),
                 "SCAN_SITE_DEADLINE_S": "5",
+                # Every emulator site shares one host:port; real sites have a host each.
+                "SCAN_PER_HOST_CONCURRENCY": "32",
                 "LOG_LEVEL": "WARNING",
             }
             settings = Settings()

@@ -4,7 +4,9 @@
     .venv/bin/python scripts/ui_screenshot.py [--state DE] [--ui http://127.0.0.1:8233]
 
 Needs Debian's chromium (`apt-get install chromium`); writes docs/webui-rollouts.png (the
-rollouts found by RolloutStateCode) and docs/webui-rollout.png (the state workflow's page).
+rollout and its children found by RolloutStateCode) and docs/webui-state-rollouts.png (every
+state rollout). (The workflow detail page keeps a long poll open and never settles for a
+headless screenshot.)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--window-size=1440,900", "--virtual-time-budget=15000",
+    "--hide-scrollbars", "--window-size=1440,900", "--virtual-time-budget=6000", "--timeout=20000",
 ]  # fmt: skip
 
 
@@ -50,7 +52,8 @@ def main() -> None:
     base = f"{args.ui}/namespaces/{args.namespace}/workflows"
     query = urllib.parse.quote(f'RolloutStateCode="{args.state}"')
     screenshot(f"{base}?query={query}", docs / "webui-rollouts.png")
-    screenshot(f"{base}/state-rollout-{args.state}", docs / "webui-rollout.png")
+    paused = urllib.parse.quote('WorkflowType="StateRolloutWorkflow"')
+    screenshot(f"{base}?query={paused}", docs / "webui-state-rollouts.png")
 
 
 if __name__ == "__main__":
