@@ -71,6 +71,9 @@ async def run(args: argparse.Namespace) -> None:
                 "SCAN_SITE_DEADLINE_S": "5",
                 # Every emulator site shares one host:port; real sites have a host each.
                 "SCAN_PER_HOST_CONCURRENCY": "32",
+                # A few categories leave the smallest towns with no business; with the full
+                # lists keep the default threshold (1).
+                "VERIFY_MIN_BUSINESSES": str(args.verify_min_businesses),
                 "LOG_LEVEL": "WARNING",
             }
             settings = Settings()
@@ -168,6 +171,7 @@ def main() -> None:
     parser.add_argument("--sparse", type=lambda s: s.split(","), default=["florist"])
     parser.add_argument("--queries", type=lambda s: [q for q in s.split(",") if q], default=[])
     parser.add_argument("--skip-enrichment", action="store_true")
+    parser.add_argument("--verify-min-businesses", type=int, default=0)
     asyncio.run(run(parser.parse_args()))
 
 
