@@ -443,7 +443,10 @@ async def test_operations_through_the_temporal_cli(rollout_env: RolloutEnv) -> N
         found = (
             await ui.get(
                 "/api/v1/namespaces/default/workflows",
-                params={"query": "RolloutStateCode='DE' AND WorkflowType='StateRolloutWorkflow'"},
+                params={
+                    "query": "RolloutStateCode='DE' AND WorkflowType='StateRolloutWorkflow' "
+                    "AND ExecutionStatus='Running'"
+                },
             )
         ).json()
         assert [e["execution"]["workflowId"] for e in found["executions"]] == ["state-rollout-DE"]
