@@ -1,0 +1,456 @@
+"""Benchmark: phase 1 coverage and cost on emulator worlds, ours against the Laravel strategy.
+
+    .venv/bin/python bench/discovery_coverage.py [--communities 4055045,4926563,4699066]
+        [--streams 4] [--seed 1] [--min-cell-deg D] [--strategies laravel,ours]
+
+What runs (loopback only): `placesim` as a real HTTP server on a free port (no per-minute or
+per-day quota: the quota is bench/places_quota.py's subject), and the real
+`rollout.places.client.PlacesClient` against it. For each community and strategy the
+emulator's meter is reset, the strategy runs, and the bill is read back from /sim/billing.
+
+Strategies (both with the same paid field mask, `rollout.discovery.SEARCH_MASK`, Enterprise):
+- laravel: one Text Search per dense category (includedType, the region's bounding box) of at
+  most 3 pages (60 results), one Nearby Search per sparse category (the region circle), one
+  Text Search per catch-all query (3 pages at most); no splitting, no escalation;
+- ours: `rollout.discovery.plan` + `follow_ups`, walked as CommunityDiscoveryWorkflow walks its
+  frontier (`--streams` searches at once, each paged to its end, one request at a time, then
+  its follow-ups appended), with the masks of the `places_search_page` activity: PROBE_MASK
+  (IDs only, free) for probe cells, SEARCH_MASK otherwise. Only paid pages count as found,
+  as only they are stored by the activity.
+
+Ground truth: GET /sim/world?community_id=ID (the community's own businesses). Recall is
+reported three ways:
+- raw: found / all of the community's businesses;
+- findable: over those neither strategy can get: pure service-area businesses are left out
+  (both strategies search without includePureServiceAreaBusinesses, as the activity does, and
+  Google returns them without a location); closed businesses stay in (the API returns them);
+- in-category (the fair comparison): findable businesses whose types intersect the configured
+  dense + sparse categories.
+Searches also return businesses of neighbouring communities inside the region's box: they are
+real businesses the activity stores, so "$/1k unique" divides the cost by every unique place
+id a paid page returned; "$/1k own" divides it by the community's own businesses found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import tempfile
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from rich.console import Console
+from rich.table import Table
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from placesim.process import PlacesimServer  # noqa: E402
+from rollout.communities import CommunityRecord, load_communities, region_radius_m  # noqa: E402
+from rollout.discovery import (  # noqa: E402
+    PAGE_SIZE,
+    PROBE_MASK,
+    SEARCH_MASK,
+    TEXT_SEARCH_CAP,
+    Box,
+    DiscoverySettings,
+    SearchKind,
+    SearchTask,
+    bounding_box,
+    follow_ups,
+    plan,
+)
+from rollout.places.client import PlacesClient  # noqa: E402
+from rollout.places.models import Circle, LatLng, Rectangle, SearchPage  # noqa: E402
+from rollout.places.pricing import Endpoint, request_cost, sku_for  # noqa: E402
+from rollout.settings import EMULATOR_API_KEY  # noqa: E402
+
+# A ~5k town, a ~100k city, one of the largest (dense) cities in us_communities.csv.
+DEFAULT_COMMUNITIES = (4055045, 4926563, 4699066)  # Childersburg AL, South Bend IN, Houston TX
+LARAVEL_MAX_PAGES = 3
+NEARBY_MASK = SEARCH_MASK.replace(",nextPageToken", "")  # as the activity sends it
+
+
+@dataclass
+class Run:
+    strategy: str
+    requests: int = 0
+    paid_requests: int = 0
+    probe_requests: int = 0
+    cost: Decimal = Decimal(0)  # summed from the client's per-request cost
+    found: set[str] = field(default_factory=set)  # ids returned by paid pages
+    paid_results: int = 0  # results of paid pages, duplicates included
+    floor_saturated: int = 0  # searches still saturated at min_cell_deg
+    max_depth: int = 0
+    wall_s: float = 0.0
+    billed_cost: Decimal = Decimal(0)
+    billed_requests: int = 0
+    # Paid pages and their results by the kind of search ("category" or "catch-all"), and
+    # the paid pages of root searches that turned out saturated (their results are found
+    # again, and paid again, by the cells below them).
+    paid_by_group: Counter[str] = field(default_factory=Counter)
+    results_by_group: Counter[str] = field(default_factory=Counter)
+    saturated_root_pages: int = 0
+
+
+async def request(places: PlacesClient, task: SearchTask, token: str | None) -> SearchPage:
+    """The request of activities.discovery.DiscoveryActivities._request, same masks."""
+    if task.kind is SearchKind.NEARBY:
+        assert task.center_lat is not None
+        assert task.center_lng is not None
+        assert task.radius_m is not None
+        return await places.search_nearby(
+            NEARBY_MASK if not task.probe else PROBE_MASK.replace(",nextPageToken", ""),
+            location_restriction=Circle(
+                center=LatLng(latitude=task.center_lat, longitude=task.center_lng),
+                radius_m=task.radius_m,
+            ),
+            included_types=[task.included_type] if task.included_type else None,
+        )
+    assert task.box is not None
+    assert task.text_query is not None
+    return await places.search_text(
+        task.text_query,
+        PROBE_MASK if task.probe else SEARCH_MASK,
+        included_type=task.included_type,
+        location_restriction=Rectangle(
+            low=LatLng(latitude=task.box.south, longitude=task.box.west),
+            high=LatLng(latitude=task.box.north, longitude=task.box.east),
+        ),
+        page_token=token,
+    )
+
+
+def group(task: SearchTask) -> str:
+    return "category" if task.included_type is not None else "catch-all"
+
+
+def account(run: Run, task: SearchTask, page: SearchPage) -> None:
+    run.requests += 1
+    run.cost += page.cost
+    if task.probe:
+        run.probe_requests += 1
+        return
+    run.paid_requests += 1
+    run.paid_results += page.result_count
+    run.paid_by_group[group(task)] += 1
+    run.results_by_group[group(task)] += page.result_count
+    run.found.update(p.id for p in page.places)
+
+
+async def run_laravel(
+    places: PlacesClient, settings: DiscoverySettings, record: CommunityRecord, streams: int
+) -> Run:
+    """One search per category or query, no splitting: at most 3 pages of a Text Search."""
+    run = Run("laravel")
+    radius = region_radius_m(record.population)
+    tasks = plan(settings, record.latitude, record.longitude, radius)  # the same roots
+
+    async def search(task: SearchTask) -> None:
+        token: str | None = None
+        for _ in range(LARAVEL_MAX_PAGES):
+            page = await request(places, task, token)
+            account(run, task, page)
+            if task.kind is SearchKind.NEARBY or not page.next_page_token:
+                return
+            token = page.next_page_token
+
+    queue = deque(tasks)
+
+    async def worker() -> None:
+        while queue:
+            await search(queue.popleft())
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(streams)))
+    run.wall_s = time.monotonic() - started
+    return run
+
+
+async def run_ours(
+    places: PlacesClient,
+    settings: DiscoverySettings,
+    record: CommunityRecord,
+    streams: int,
+    *,
+    dedup: bool = False,
+) -> Run:
+    """CommunityDiscoveryWorkflow's frontier loop, without Temporal.
+
+    `dedup` is a what-if, NOT what the workflow does (it would need the workflow or the
+    activity to see place ids): every Text Search, roots included, is probed first (free);
+    a leaf's paid search is skipped when its probe found only ids a paid page already
+    returned, and otherwise stops after the last page that holds an id not yet bought.
+    """
+    run = Run("ours-dedup (what-if)" if dedup else "ours")
+    radius = region_radius_m(record.population)
+    root_box: Box = bounding_box(record.latitude, record.longitude, radius)
+    rules = settings.rules
+    frontier: list[SearchTask] = list(plan(settings, record.latitude, record.longitude, radius))
+    if dedup:
+        frontier = [t.model_copy(update={"probe": t.kind is SearchKind.TEXT}) for t in frontier]
+    page_limit: dict[str, int] = {}  # dedup: paid pages worth buying, by task key
+
+    async def stream(task: SearchTask) -> None:
+        total = 0
+        paid_pages = 0
+        probe_pages: list[list[str]] = []
+        token: str | None = None
+        limit = page_limit.get(task.key)
+        while True:
+            page = await request(places, task, token)
+            account(run, task, page)
+            total += page.result_count
+            paid_pages += 0 if task.probe else 1
+            if task.probe:
+                probe_pages.append([p.id for p in page.places])
+            if task.kind is SearchKind.NEARBY or not page.next_page_token:
+                break
+            if limit is not None and paid_pages >= limit:
+                break
+            token = page.next_page_token
+        run.max_depth = max(run.max_depth, task.depth)
+        if task.kind is SearchKind.TEXT and task.depth == 0 and total >= TEXT_SEARCH_CAP:
+            run.saturated_root_pages += paid_pages
+        if limit is not None:
+            return  # a bought leaf (dedup): final
+        nexts = follow_ups(task, total, rules, root_box=root_box)
+        leaf = task.kind is SearchKind.TEXT and nexts == [task.model_copy(update={"probe": False})]
+        if leaf and task.probe and total >= TEXT_SEARCH_CAP:
+            run.floor_saturated += 1
+        if dedup and leaf:
+            wanted = [i for i, ids in enumerate(probe_pages, 1) if set(ids) - run.found]
+            if not wanted:
+                return  # every id already bought: nothing to pay for
+            page_limit[nexts[0].key] = wanted[-1]
+        frontier.extend(nexts)
+
+    started = time.monotonic()
+    pending: set[asyncio.Task[None]] = set()
+    while frontier or pending:
+        while frontier and len(pending) < streams:
+            pending.add(asyncio.create_task(stream(frontier.pop(0))))
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for finished in done:
+            finished.result()
+    run.wall_s = time.monotonic() - started
+    return run
+
+
+@dataclass
+class Truth:
+    name: str
+    population: int
+    radius_m: int
+    all_ids: set[str]
+    findable: set[str]  # not pure service-area
+    in_category: set[str]  # findable, types intersect the configured categories
+    sab: int
+    closed: int
+
+
+async def ground_truth(
+    sim: httpx.AsyncClient, community_id: int, settings: DiscoverySettings
+) -> Truth:
+    response = await sim.get("/sim/world", params={"community_id": community_id})
+    response.raise_for_status()
+    data: dict[str, Any] = response.json()
+    categories = set(settings.dense_categories) | set(settings.sparse_categories)
+    businesses: list[dict[str, Any]] = data["businesses"]
+    findable = [b for b in businesses if not b["pure_service_area_business"]]
+    return Truth(
+        name=f"{data['community']['name']} {data['community']['state_code']}",
+        population=int(data["community"]["population"]),
+        radius_m=int(data["community"]["radius_m"]),
+        all_ids={b["place_id"] for b in businesses},
+        findable={b["place_id"] for b in findable},
+        in_category={b["place_id"] for b in findable if categories & set(b["types"])},
+        sab=len(businesses) - len(findable),
+        closed=sum(1 for b in businesses if b["business_status"] != "OPERATIONAL"),
+    )
+
+
+async def billing(sim: httpx.AsyncClient) -> tuple[Decimal, int]:
+    data = (await sim.get("/sim/billing")).json()
+    return Decimal(data["total_cost"]), int(data["total_requests"])
+
+
+def pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def per_1000(cost: Decimal, count: int) -> str:
+    return f"${cost * 1000 / count:.2f}" if count else "-"
+
+
+def settings_from(args: argparse.Namespace) -> DiscoverySettings:
+    overrides: dict[str, Any] = {}
+    if args.min_cell_deg is not None:
+        overrides["min_cell_deg"] = args.min_cell_deg
+    if args.text_queries is not None:
+        overrides["text_queries"] = json.loads(args.text_queries)
+    # Validated like the worker's settings (a what-if, never a silent change of defaults).
+    return DiscoverySettings.model_validate({**DiscoverySettings().model_dump(), **overrides})
+
+
+def results_table(seed: int) -> Table:
+    table = Table(title=f"Phase 1 coverage and cost (placesim, seed {seed})")
+    for column in (
+        "community", "strategy", "requests", "paid", "probes", "cost (client)", "cost (/sim)",
+        "unique", "own found", "recall raw", "recall findable", "recall in-cat",
+        "$/1k unique", "$/1k own", "floor sat.", "depth", "wall s",
+    ):  # fmt: skip
+        table.add_column(
+            column,
+            justify="left" if column in ("community", "strategy") else "right",
+            no_wrap=True,
+        )
+    return table
+
+
+def breakdown_table() -> Table:
+    table = Table(title="Where the paid requests go (SEARCH_MASK pages; probes are free)")
+    for column in (
+        "community", "strategy", "category pages", "category results", "catch-all pages",
+        "catch-all results", "page fill", "paid sightings / unique", "saturated-root pages",
+        "floor $/1k (full pages, once)",
+    ):  # fmt: skip
+        table.add_column(
+            column,
+            justify="left" if column in ("community", "strategy") else "right",
+            no_wrap=True,
+        )
+    return table
+
+
+async def bench(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    records = {r.id: r for r in load_communities()}
+    wanted = [int(x) for x in args.communities.split(",")]
+    strategies = args.strategies.split(",")
+    console = Console(width=240)
+    console.print(
+        f"dense {len(settings.dense_categories)}, sparse {len(settings.sparse_categories)}, "
+        f"queries {settings.text_queries}, min_cell_deg {settings.min_cell_deg}, "
+        f"probe_cells {settings.probe_cells}, streams {args.streams}"
+    )
+    table = results_table(args.seed)
+    costs = breakdown_table()
+    truth_rows: list[str] = []
+    page_price = request_cost(sku_for(Endpoint.SEARCH_TEXT, SEARCH_MASK))
+    with tempfile.TemporaryDirectory(prefix="bench-coverage-") as tmp:
+        extra = ["--qpd", "0", "--cache-businesses", str(args.cache_businesses)]
+        with PlacesimServer(Path(tmp), seed=args.seed, qpm=0, extra_args=extra) as server:
+            async with (
+                httpx.AsyncClient(base_url=server.base_url, timeout=120) as sim,
+                PlacesClient(server.base_url, SecretStr(EMULATOR_API_KEY), timeout=120) as places,
+            ):
+                for community_id in wanted:
+                    record = records[community_id]
+                    truth = await ground_truth(sim, community_id, settings)
+                    truth_rows.append(
+                        f"{truth.name} (id {community_id}): population {truth.population:,}, "
+                        f"radius {truth.radius_m:,} m, {len(truth.all_ids):,} businesses, "
+                        f"{truth.sab} pure service-area, {truth.closed} closed, "
+                        f"{len(truth.findable):,} findable, "
+                        f"{len(truth.in_category):,} findable in the configured categories"
+                    )
+                    for strategy in strategies:
+                        (await sim.post("/sim/reset")).raise_for_status()
+                        if strategy == "laravel":
+                            run = await run_laravel(places, settings, record, args.streams)
+                        else:
+                            run = await run_ours(
+                                places,
+                                settings,
+                                record,
+                                args.streams,
+                                dedup=strategy == "ours-dedup",
+                            )
+                        run.billed_cost, run.billed_requests = await billing(sim)
+                        own = run.found & truth.all_ids
+                        ours = strategy != "laravel"
+                        table.add_row(
+                            truth.name,
+                            run.strategy,
+                            f"{run.requests:,}",
+                            f"{run.paid_requests:,}",
+                            f"{run.probe_requests:,}",
+                            f"${run.cost:.2f}",
+                            f"${run.billed_cost:.2f}"
+                            + ("" if run.billed_cost == run.cost else " (!)"),
+                            f"{len(run.found):,}",
+                            f"{len(own):,}",
+                            pct(len(own), len(truth.all_ids)),
+                            pct(len(run.found & truth.findable), len(truth.findable)),
+                            pct(len(run.found & truth.in_category), len(truth.in_category)),
+                            per_1000(run.cost, len(run.found)),
+                            per_1000(run.cost, len(own)),
+                            str(run.floor_saturated) if ours else "-",
+                            str(run.max_depth) if ours else "-",
+                            f"{run.wall_s:.1f}",
+                        )
+                        unique = len(run.found)
+                        floor = page_price * math.ceil(unique / PAGE_SIZE)
+                        costs.add_row(
+                            truth.name,
+                            run.strategy,
+                            f"{run.paid_by_group['category']:,}",
+                            f"{run.results_by_group['category']:,}",
+                            f"{run.paid_by_group['catch-all']:,}",
+                            f"{run.results_by_group['catch-all']:,}",
+                            pct(run.paid_results, PAGE_SIZE * run.paid_requests),
+                            f"{run.paid_results / unique:.2f}" if unique else "-",
+                            f"{run.saturated_root_pages:,}" if ours else "-",
+                            per_1000(floor, unique),
+                        )
+                        console.print(
+                            f"  done: {truth.name} {strategy}: {run.requests} requests, "
+                            f"${run.cost:.2f} (client) / ${run.billed_cost:.2f} "
+                            f"({run.billed_requests} billed requests, /sim/billing), "
+                            f"{run.wall_s:.0f} s"
+                        )
+    console.print(table)
+    console.print(costs)
+    for row in truth_rows:
+        console.print(row)
+    console.print(
+        "cost (client) sums PlacesClient's per-request list price; cost (/sim) is the "
+        "emulator's bill (GET /sim/billing), (!) marking a disagreement. unique: distinct place "
+        "ids on paid pages (neighbours' businesses in the box included); own found: those of "
+        "the community itself. floor sat.: probed cells still saturated at min_cell_deg."
+    )
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--communities",
+        default=",".join(str(c) for c in DEFAULT_COMMUNITIES),
+        help="GeoNames ids, comma-separated",
+    )
+    parser.add_argument("--strategies", default="laravel,ours,ours-dedup")
+    parser.add_argument("--streams", type=int, default=4, help="searches at once, as the workflow")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--min-cell-deg", type=float, default=None, help="what-if override")
+    parser.add_argument(
+        "--text-queries", default=None, help="what-if override, JSON: '[\"local business\"]'"
+    )
+    parser.add_argument(
+        "--cache-businesses", type=int, default=500_000, help="emulator's generated-world cache"
+    )
+    return asyncio.run(bench(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
