@@ -87,7 +87,7 @@ class RolloutRecordActivities:
                 failed_phase=inp.failed_phase,
                 error=inp.error,
             )
-            await records.record_community_finished(session, inp.rollout_id, inp.status)
+            await records.record_community_finished(session, inp.rollout_id)
         metrics.community_finished(inp.status.value)
         return CommunityResult(
             community_rollout_id=inp.community_rollout_id,

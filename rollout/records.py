@@ -283,9 +283,7 @@ async def finalize_rollout(
     )
 
 
-async def record_community_finished(
-    session: AsyncSession, rollout_id: int, status: CommunityStatus
-) -> None:
+async def record_community_finished(session: AsyncSession, rollout_id: int) -> None:
     """Keep the state row's live counters equal to the community rows they count."""
     cr = CommunityRollout
     counts = (
@@ -311,7 +309,6 @@ async def record_community_finished(
             updated_at=func.now(),
         )
     )
-    del status  # the recount covers every status
 
 
 # --------------------------------------------------------------------------------------
