@@ -20,7 +20,10 @@ received (quota-counted and refused alike), successful billed answers, and 429 r
 first phase runs one worker: after --warmup-s of ramp-up, --measure-s are measured. Then a
 second worker process is started, and after --settle-s another --measure-s are measured.
 Achieved rate is answered requests per minute over the window, as a share of QPM; the largest
-count in any 60 s window (the emulator's quota window) is also shown.
+count in any 60 s window (the emulator's quota window) is also shown. The Temporal server's
+own view is sampled too (DescribeTaskQueue): the rollout-places backlog (a backlog that never
+empties means demand always exceeded the limit, so the limiter set the pace) and, at the
+end, the effective rate limit it enforces and where that limit came from.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class Window:
     workers: int
     start: Sample
     end: Sample
+    backlogs: list[int]  # the rollout-places backlog, sampled every ~3 s
 
     @property
     def seconds(self) -> float:
@@ -115,18 +119,51 @@ def max_in_window(samples: list[Sample], window_s: float, method: str | None = N
     return best
 
 
-async def poll_for(sim_url: str, seconds: float, samples: list[Sample], console: Console) -> None:
+@dataclass(frozen=True)
+class QueueStat:
+    t: float
+    backlog: int  # activity tasks waiting in rollout-places (approximate, from the server)
+    dispatch_rate: float  # tasks/s the server reports dispatching (its own moving average)
+
+
+async def queue_stat(client: Client) -> QueueStat:
+    answer = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace="default",
+            task_queue=TaskQueue(name=PLACES_TASK_QUEUE),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+            report_stats=True,
+        )
+    )
+    return QueueStat(
+        time.monotonic(),
+        int(answer.stats.approximate_backlog_count),
+        float(answer.stats.tasks_dispatch_rate),
+    )
+
+
+async def poll_for(
+    sim_url: str,
+    client: Client,
+    seconds: float,
+    samples: list[Sample],
+    queue: list[QueueStat],
+    console: Console,
+) -> None:
     deadline = time.monotonic() + seconds
     last_print = 0.0
     while time.monotonic() < deadline:
         samples.append(await asyncio.to_thread(sample, sim_url))
+        if len(samples) % 3 == 0:
+            queue.append(await queue_stat(client))
         now = samples[-1].t
         if now - last_print >= 15 and len(samples) > 15:
             recent = samples[-1].received - samples[-16].received
             recent_s = samples[-1].t - samples[-16].t
             console.print(
                 f"  t={now - samples[0].t:5.0f}s  received {samples[-1].received:6d}  "
-                f"last 15 s: {recent / recent_s:5.2f}/s  429s {samples[-1].refused}"
+                f"last 15 s: {recent / recent_s:5.2f}/s  429s {samples[-1].refused}  "
+                f"rollout-places backlog {queue[-1].backlog if queue else '-'}"
             )
             last_print = now
         await asyncio.sleep(1.0)
@@ -205,6 +242,7 @@ async def drive(args: argparse.Namespace, setup: Setup, console: Console) -> int
         f"StateRolloutWorkflow {args.state} started: batch_size {args.batch_size}, 4 streams each"
     )
     samples: list[Sample] = []
+    queue: list[QueueStat] = []
     windows: list[Window] = []
     running = 1
     try:
@@ -217,10 +255,18 @@ async def drive(args: argparse.Namespace, setup: Setup, console: Console) -> int
                 console.print(f"worker-{running} polling")
             wait = args.warmup_s if index == 0 else args.settle_s
             console.print(f"{workers} worker(s): {wait:.0f} s ramp-up, then {args.measure_s} s")
-            await poll_for(setup.sim_url, wait, samples, console)
-            first = len(samples)
-            await poll_for(setup.sim_url, args.measure_s, samples, console)
-            windows.append(Window(f"{workers} worker(s)", workers, samples[first], samples[-1]))
+            await poll_for(setup.sim_url, client, wait, samples, queue, console)
+            first, first_stat = len(samples), len(queue)
+            await poll_for(setup.sim_url, client, args.measure_s, samples, queue, console)
+            windows.append(
+                Window(
+                    f"{workers} worker(s)",
+                    workers,
+                    samples[first],
+                    samples[-1],
+                    [q.backlog for q in queue[first_stat:]],
+                )
+            )
         await describe_rate_limit(client, console)
     finally:
         await terminate_running(client)
@@ -243,7 +289,7 @@ def report(
     )
     for column in (
         "phase", "window s", "received", "answered", "answered/min", "% of quota",
-        "429s in window", "searchText/min", "searchNearby/min",
+        "429s in window", "searchText/min", "searchNearby/min", "backlog min/mean",
     ):  # fmt: skip
         table.add_column(column, justify="left" if column == "phase" else "right", no_wrap=True)
     for w in windows:
