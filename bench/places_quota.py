@@ -303,6 +303,7 @@ def report(
             f"{100 * w.per_minute(answered) / qpm:.1f}%",
             str(w.end.refused - w.start.refused),
             *(f"{w.per_minute(w.end.by_method[m] - w.start.by_method[m]):.1f}" for m in METHODS),
+            f"{min(w.backlogs)}/{sum(w.backlogs) / len(w.backlogs):.0f}" if w.backlogs else "-",
         )
     console.print(table)
     most = ", ".join(f"{m} {max_in_window(samples, 60.0, m)}" for m in METHODS)
@@ -331,7 +332,7 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2", help="worker processes per phase")
     parser.add_argument("--cache-businesses", type=int, default=1_000_000)
     args = parser.parse_args()
-    console = Console(width=200)
+    console = Console(width=240)
     with (
         tempfile.TemporaryDirectory(prefix="bench-quota-") as tmp,
         EmbeddedStack(StackConfig.ephemeral(Path(tmp))) as stack,
