@@ -352,7 +352,10 @@ def cmd_set_batch_size(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_progress(args: argparse.Namespace, settings: Settings) -> None:
     from rich.live import Live
 
-    from cli.render import progress_view
+    from cli.render import progress_line, progress_view
+
+    def open_status(document: ProgressDocument) -> bool:
+        return document.rollout.status.value in ("planned", "in_progress", "paused")
 
     async def once(client: Client) -> ProgressDocument:
         return await control.progress(client, settings, args.state)
@@ -366,8 +369,20 @@ def cmd_progress(args: argparse.Namespace, settings: Settings) -> None:
         if not args.watch:
             console.print(progress_view(document))
             return
+        if not console.is_terminal:
+            # Piped or logged: a line whenever something changed, and the final state.
+            last = progress_line(document)
+            console.print(last, soft_wrap=True)
+            while open_status(document):
+                await asyncio.sleep(args.interval)
+                document = await once(client)
+                line = progress_line(document)
+                if line != last:
+                    console.print(line, soft_wrap=True)
+                    last = line
+            return
         with Live(progress_view(document), console=console, refresh_per_second=4) as live:
-            while document.rollout.status.value in ("planned", "in_progress", "paused"):
+            while open_status(document):
                 await asyncio.sleep(args.interval)
                 document = await once(client)
                 live.update(progress_view(document))

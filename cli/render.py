@@ -51,6 +51,22 @@ def progress_view(doc: ProgressDocument) -> RenderableType:
     return Group(*parts)
 
 
+def progress_line(doc: ProgressDocument) -> str:
+    """One plain line per state of a rollout, for `progress --watch` into a pipe or a log,
+    where a live-redrawn bar would print nothing until the end."""
+    r = doc.rollout
+    b = doc.status_breakdown
+    done = b.completed + b.failed + b.cancelled
+    paused = f" ({doc.paused_reason})" if doc.paused_reason else ""
+    return (
+        f"{r.state_code} {r.status.value}{paused}: {done}/{r.total_communities} communities "
+        f"(completed {b.completed}, failed {b.failed}, in flight {b.processing}, "
+        f"queued {b.queued}, paused {b.paused}, cancelled {b.cancelled}), "
+        f"businesses {doc.total_businesses}, news sources {doc.total_news_sources}, "
+        f"cost ${doc.total_cost}"
+    )
+
+
 def rollouts_table(rows: list[RolloutListing]) -> Table:
     table = Table(title="State rollouts")
     for column in ("state", "status", "workflow", "workflow id", "started", "closed"):
