@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import math
 import sys
@@ -246,6 +247,117 @@ async def run_ours(
     return run
 
 
+async def run_cover(
+    places: PlacesClient, settings: DiscoverySettings, record: CommunityRecord, streams: int
+) -> Run:
+    """Prototype (what-if): explore everything with free IDs-only probes first (sparse
+    categories too, as Text Searches), then buy a greedy set cover of the probed pages.
+
+    NOT what the workflow does: it needs every probed page's ids kept until the purchase
+    plan is made (the workflow would keep them in Postgres, not in its history). Buying the
+    first k pages of a probed search costs k pages; an id that no page would add along with
+    at least one other new id is bought by Place Details (Enterprise, $20 against $35 a page).
+    """
+    run = Run("cover (what-if)")
+    radius = region_radius_m(record.population)
+    root_box: Box = bounding_box(record.latitude, record.longitude, radius)
+    rules = settings.rules
+    roots = [
+        t if t.kind is SearchKind.TEXT else SearchTask(
+            kind=SearchKind.TEXT, label=t.label, text_query=t.label.replace("_", " "),
+            included_type=t.included_type, box=root_box,
+        )
+        for t in plan(settings, record.latitude, record.longitude, radius)
+    ]  # fmt: skip
+    frontier = [t.model_copy(update={"probe": True}) for t in roots]
+    sightings: dict[str, tuple[SearchTask, list[list[str]]]] = {}
+
+    async def explore(task: SearchTask) -> None:
+        pages: list[list[str]] = []
+        token: str | None = None
+        while True:
+            page = await request(places, task, token)
+            account(run, task, page)
+            pages.append([p.id for p in page.places])
+            if not page.next_page_token:
+                break
+            token = page.next_page_token
+        sightings[task.key] = (task, pages)
+        total = sum(map(len, pages))
+        run.max_depth = max(run.max_depth, task.depth)
+        nexts = follow_ups(task, total, rules, root_box=root_box)
+        frontier.extend(n for n in nexts if n.probe)  # probed leaves are not re-searched here
+
+    started = time.monotonic()
+    pending: set[asyncio.Task[None]] = set()
+    while frontier or pending:
+        while frontier and len(pending) < streams:
+            pending.add(asyncio.create_task(explore(frontier.pop(0))))
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for finished in done:
+            finished.result()
+
+    # Greedy weighted set cover: buying the first k pages of a probed search costs k pages.
+    universe = {i for _, pages in sightings.values() for page in pages for i in page}
+    covered: set[str] = set()
+    bought: dict[str, int] = {}
+
+    def best(key: str) -> tuple[float, int]:
+        _, pages = sightings[key]
+        have = bought.get(key, 0)
+        new: set[str] = set()
+        top, top_k = 0.0, 0
+        for k in range(have + 1, len(pages) + 1):
+            new |= set(pages[k - 1]) - covered
+            ratio = len(new) / (k - have)
+            if ratio > top:
+                top, top_k = ratio, k
+        return top, top_k
+
+    heap = [(-best(k)[0], k) for k in sightings]
+    heapq.heapify(heap)
+    while heap and len(covered) < len(universe):
+        _, key = heapq.heappop(heap)
+        ratio, k = best(key)
+        if heap and ratio < -heap[0][0]:
+            heapq.heappush(heap, (-ratio, key))
+            continue
+        if ratio < 2:  # a page that adds one id costs more than that id's Place Details
+            break
+        _, pages = sightings[key]
+        for page in pages[bought.get(key, 0) : k]:
+            covered.update(page)
+        bought[key] = k
+        heapq.heappush(heap, (-best(key)[0], key))
+
+    async def buy(key: str, pages: int) -> None:
+        task = sightings[key][0].model_copy(update={"probe": False})
+        token: str | None = None
+        for _ in range(pages):
+            page = await request(places, task, token)
+            account(run, task, page)
+            if not page.next_page_token:
+                break
+            token = page.next_page_token
+
+    queue = deque(bought.items())
+
+    async def buyer() -> None:
+        while queue:
+            await buy(*queue.popleft())
+
+    await asyncio.gather(*(buyer() for _ in range(streams)))
+    for place_id in sorted(universe - run.found):
+        details = await places.get_place(place_id, NEARBY_MASK.replace("places.", ""))
+        run.requests += 1
+        run.paid_requests += 1
+        run.cost += details.cost
+        run.paid_by_group["details"] += 1
+        run.found.add(place_id)
+    run.wall_s = time.monotonic() - started
+    return run
+
+
 @dataclass
 class Truth:
     name: str
@@ -368,6 +480,8 @@ async def bench(args: argparse.Namespace) -> int:
                         (await sim.post("/sim/reset")).raise_for_status()
                         if strategy == "laravel":
                             run = await run_laravel(places, settings, record, args.streams)
+                        elif strategy == "cover":
+                            run = await run_cover(places, settings, record, args.streams)
                         else:
                             run = await run_ours(
                                 places,
@@ -439,7 +553,7 @@ def main() -> int:
         default=",".join(str(c) for c in DEFAULT_COMMUNITIES),
         help="GeoNames ids, comma-separated",
     )
-    parser.add_argument("--strategies", default="laravel,ours,ours-dedup")
+    parser.add_argument("--strategies", default="laravel,ours,ours-dedup,cover")
     parser.add_argument("--streams", type=int, default=4, help="searches at once, as the workflow")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--min-cell-deg", type=float, default=None, help="what-if override")
