@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities._heartbeat import Heartbeater
 from rollout.db.models import CommunityRollout
 from rollout.dto import PhaseInput, PhaseResult
 from rollout.phase_settings import PhaseSettings, get_phase_settings
@@ -31,6 +32,12 @@ class VerificationActivities:
 
     @activity.defn(name="phase5_verify")
     async def verify(self, inp: PhaseInput) -> PhaseResult:
+        # One database pass, but a big city's takes a while: heartbeat, so a worker that
+        # dies meanwhile is noticed within the heartbeat timeout, not the 30 min one.
+        async with Heartbeater(lambda: "verifying", self.settings.phase_heartbeat_s):
+            return await self._verify(inp)
+
+    async def _verify(self, inp: PhaseInput) -> PhaseResult:
         phase = Phase.VERIFICATION
         cr_id = inp.community_rollout_id
         async with self.sessions.begin() as session:

@@ -49,11 +49,13 @@ PHASE_ACTIVITIES: dict[Phase, str] = {
     Phase.SEEDING: "phase6_seed_platforms",
 }
 PHASE_TIMEOUT = timedelta(minutes=30)  # the Laravel job's per-community timeout
-# Phases that work site by site or request by request heartbeat every few seconds, so a
-# worker that dies mid-phase is noticed within this and the phase resumes elsewhere from
-# its heartbeat details. Verification is one database pass and does not heartbeat.
+# Every phase activity heartbeats every few seconds, so a worker that dies mid-phase is
+# noticed within this (not PHASE_TIMEOUT) and the phase resumes elsewhere, from its
+# heartbeat details where it has any. (Phase 1 is a child workflow of one-request activities.)
 PHASE_HEARTBEAT = timedelta(seconds=30)
-HEARTBEATING = {Phase.WEBSITE_SCAN, Phase.NEWS_SOURCES, Phase.ENRICHMENT, Phase.SEEDING}
+HEARTBEATING = {
+    Phase.WEBSITE_SCAN, Phase.NEWS_SOURCES, Phase.ENRICHMENT, Phase.VERIFICATION, Phase.SEEDING
+}  # fmt: skip
 
 
 def application_cause(error: BaseException) -> ApplicationError | None:
