@@ -1,7 +1,7 @@
 """Benchmark: phase 1 writes, bulk upsert against row-at-a-time upsert of the same places.
 
     .venv/bin/python bench/upsert_writes.py [--places 50000] [--state DE]
-        [--batches 20,100,500,1000]
+        [--batches 20,100,500,1000] [--previous 20]
 
 What runs (loopback only): embedded Postgres from the project's wheel on a free port, with the
 settings of StackConfig.ephemeral (throwaway data: fsync off, as the tests and benchmarks run
@@ -13,17 +13,17 @@ The same synthetic `Place` objects (ids, names, addresses, locations, types, sta
 website, phone, rating) are written by every mode, twice: a first insert into empty tables,
 then a re-upsert of the same places (every row exists; the Google fields are refreshed):
 - bulk N: `rollout.businesses.upsert_places` on pages of N places, one transaction per page
-  (N = 20 is exactly what the places_search_page activity does per page);
-- row-at-a-time: the same function called with one place at a time (so the same INSERT ...
-  ON CONFLICT DO UPDATE ... RETURNING and the same business_region link insert, one row per
-  statement), still one transaction per page of 20, as the activity's granularity.
-
-What-if modes (`--what-if`, NOT the project's code): the same two statements written once as
-module constants and executed with a list of parameter sets (SQLAlchemy's executemany, which
-renders "insertmanyvalues" batches with RETURNING). SQLAlchemy caches that compiled statement,
-whereas `upsert_places` builds an `insert().values([...rows...])` per page, which it compiles
-anew each time (multi-row VALUES are not cached), in time proportional to the rows. Row-at-a-time
-and bulk are then compared with that same, cached, SQL.
+  (N = 20 is exactly what the places_search_page activity does per page): ONE statement per
+  page (rows as column arrays through unnest, INSERT ... ON CONFLICT DO UPDATE, and the
+  business_region links in the same statement);
+- row-at-a-time: the same function called with one place at a time (the same statement, one
+  row each), still one transaction per page of 20, as the activity's granularity;
+- row-at-a-time ORM updateOrCreate: what the Laravel design's job does per business
+  (`updateOrCreate`: a SELECT by place id, then an INSERT or an UPDATE) plus the region
+  link, three statements per place through the SQLAlchemy ORM;
+- previous VALUES bulk N (`--previous`): the implementation before 2026-11-29, a multi-row
+  VALUES list that SQLAlchemy compiles anew for every page, and a second statement for the
+  links; kept to show what the change bought.
 """
 
 from __future__ import annotations
@@ -37,11 +37,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Table as SqlTable
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -101,34 +99,63 @@ def synthetic_places(count: int, seed: int = 1) -> list[Place]:
     return places
 
 
-_TABLE = cast(SqlTable, Business.__table__)
-_LINKS = cast(SqlTable, BusinessRegion.__table__)
-_INSERT = insert(_TABLE).values(places_fetched_at=func.now())
-CACHED_UPSERT = _INSERT.on_conflict_do_update(
-    index_elements=[_TABLE.c.place_id],
-    set_={
-        **{c: _INSERT.excluded[c] for c in REFRESHED},
-        "last_seen_at": func.now(),
-        "places_fetched_at": func.now(),
-        "updated_at": func.now(),
-    },
-).returning(_TABLE.c.id)
-CACHED_LINK = insert(_LINKS).on_conflict_do_nothing().returning(_LINKS.c.business_id)
-
-
-async def upsert_places_cached(
+async def upsert_places_values(
     session: AsyncSession, places: Sequence[Place], *, community_id: int, region_id: int
 ) -> int:
-    """What-if: `upsert_places` with the same SQL, as two cached executemany statements."""
+    """The previous implementation (before 2026-11-29): a multi-row VALUES list per page,
+    which SQLAlchemy compiles anew every time, then the region links as a second one."""
     unique = {p.id: p for p in places}
     if not unique:
         return 0
-    rows = [place_row(p, community_id) for p in unique.values()]
-    for row in rows:
-        del row["places_fetched_at"]  # func.now() in the statement itself
-    ids = (await session.execute(CACHED_UPSERT, rows)).scalars().all()
-    links = [{"business_id": b, "region_id": region_id} for b in ids]
-    return len((await session.execute(CACHED_LINK, links)).all())
+    stmt = insert(Business).values([place_row(p, community_id) for p in unique.values()])
+    rows = await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Business.place_id],
+            set_={
+                **{c: stmt.excluded[c] for c in REFRESHED},
+                "last_seen_at": func.now(),
+                "places_fetched_at": func.now(),
+                "updated_at": func.now(),
+            },
+        ).returning(Business.id)
+    )
+    ids = [business_id for (business_id,) in rows]
+    linked = await session.execute(
+        insert(BusinessRegion)
+        .values([{"business_id": b, "region_id": region_id} for b in ids])
+        .on_conflict_do_nothing()
+        .returning(BusinessRegion.business_id)
+    )
+    return len(linked.all())
+
+
+async def update_or_create(
+    session: AsyncSession, places: Sequence[Place], *, community_id: int, region_id: int
+) -> int:
+    """Laravel's `Business::updateOrCreate(['place_id' => ...], [...])` and a link, per place,
+    as the ORM does it: SELECT by place id, then INSERT or UPDATE, then the region link."""
+    new = 0
+    for place in places:
+        row = place_row(place, community_id)
+        del row["places_fetched_at"]
+        business = await session.scalar(select(Business).where(Business.place_id == place.id))
+        if business is None:
+            business = Business(**row, places_fetched_at=func.now())
+            session.add(business)
+        else:
+            for column in REFRESHED:
+                setattr(business, column, row[column])
+            business.last_seen_at = func.now()
+            business.places_fetched_at = func.now()
+        await session.flush()
+        linked = await session.execute(
+            insert(BusinessRegion)
+            .values(business_id=business.id, region_id=region_id)
+            .on_conflict_do_nothing()
+            .returning(BusinessRegion.business_id)
+        )
+        new += len(linked.all())
+    return new
 
 
 Upsert = Callable[..., Awaitable[int]]
@@ -151,6 +178,14 @@ class ModeResult:
     again: Pass
     rows: int
     links: int
+
+
+def statements(upsert: Upsert, batch: int, *, row_at_a_time: bool) -> str:
+    if upsert is update_or_create:
+        return f"{3 * batch} (3 per row)"
+    if row_at_a_time:
+        return f"{batch} (1 per row)"
+    return "1" if upsert is upsert_places else "2"
 
 
 def pages(places: Sequence[Place], size: int) -> list[Sequence[Place]]:
@@ -225,16 +260,13 @@ def bench(args: argparse.Namespace, console: Console) -> int:
             )
             modes: list[tuple[str, int, bool, Upsert]] = [
                 ("row-at-a-time", ACTIVITY_PAGE, True, upsert_places),
+                ("row-at-a-time ORM updateOrCreate", ACTIVITY_PAGE, False, update_or_create),
                 *((f"bulk {b}", b, False, upsert_places) for b in batches),
+                *(
+                    (f"previous VALUES bulk {b}", b, False, upsert_places_values)
+                    for b in (int(x) for x in args.previous.split(",") if x)
+                ),
             ]
-            if args.what_if:
-                modes += [
-                    ("what-if cached: row-at-a-time", ACTIVITY_PAGE, True, upsert_places_cached),
-                    *(
-                        (f"what-if cached: bulk {b}", b, False, upsert_places_cached)
-                        for b in (int(x) for x in args.what_if.split(","))
-                    ),
-                ]
             for index, (mode, batch, row_at_a_time, upsert) in enumerate(modes):
                 name = f"bench_{index}"
                 postgres.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
@@ -246,9 +278,9 @@ def bench(args: argparse.Namespace, console: Console) -> int:
                 results.append(
                     ModeResult(
                         mode,
-                        "what-if" if upsert is upsert_places_cached else "project",
+                        "previous" if upsert is upsert_places_values else "project",
                         batch,
-                        f"{2 * batch} (2 per row)" if row_at_a_time else "2",
+                        statements(upsert, batch, row_at_a_time=row_at_a_time),
                         first,
                         again,
                         rows,
@@ -266,7 +298,7 @@ def bench(args: argparse.Namespace, console: Console) -> int:
 
 
 def report(console: Console, results: list[ModeResult], count: int) -> None:
-    baseline = {r.family: r for r in reversed(results) if r.statements_per_page.endswith("row)")}
+    base = next(r for r in results if r.statements_per_page.endswith("(1 per row)"))
     table = Table(title=f"Upsert of {count:,} places (one transaction per page)")
     for column in (
         "mode", "places/page", "statements/page", "first insert s", "first rows/s",
@@ -275,7 +307,6 @@ def report(console: Console, results: list[ModeResult], count: int) -> None:
     ):  # fmt: skip
         table.add_column(column, justify="left" if column == "mode" else "right", no_wrap=True)
     for r in results:
-        base = baseline[r.family]
         table.add_row(
             r.mode,
             str(r.batch),
@@ -292,8 +323,10 @@ def report(console: Console, results: list[ModeResult], count: int) -> None:
         )
     console.print(table)
     console.print(
-        "vs row-at-a-time: against the row-at-a-time mode of the same implementation (the "
-        "project's upsert_places, or the what-if cached statements); higher is better."
+        "vs row-at-a-time: against the project's upsert_places called with one place at a "
+        "time (the same statement, one row per statement); higher is better. The ORM "
+        "updateOrCreate row is the Laravel design's way (3 statements per place). previous: the "
+        "implementation before 2026-11-29 (a VALUES list compiled per page, 2 statements)."
     )
 
 
@@ -303,9 +336,9 @@ def main() -> int:
     parser.add_argument("--state", default="DE", help="communities seeded for the foreign keys")
     parser.add_argument("--batches", default="20,100,500,1000", help="bulk page sizes")
     parser.add_argument(
-        "--what-if",
-        default="20,500",
-        help="bulk page sizes of the cached-statement what-if ('' to skip it)",
+        "--previous",
+        default="20",
+        help="bulk page sizes of the previous implementation ('' to skip it)",
     )
     return bench(parser.parse_args(), Console(width=240))
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rollout.db.models import Business, BusinessRegion, CommunityRegion, Region
@@ -41,6 +40,49 @@ def _row(place: Place, community_id: int) -> dict[str, object]:
     }
 
 
+# One statement of constant text for any number of places: the rows travel as one array per
+# column and are unnested by Postgres, so SQLAlchemy compiles it once and asyncpg prepares it
+# once per connection (a multi-row VALUES list is compiled anew for every page, which costs
+# more CPU than the database spends writing; bench/upsert_writes.py). The region links go in
+# the same statement. `types` travels as one comma-joined string per place (Postgres arrays
+# are rectangular, so an array of arrays cannot carry lists of different lengths); Places type
+# names never contain commas.
+_UPSERT = text(
+    f"""
+    WITH input AS (
+        SELECT * FROM unnest(
+            CAST(:place_id AS text[]), CAST(:name AS text[]), CAST(:formatted_address AS text[]),
+            CAST(:latitude AS float8[]), CAST(:longitude AS float8[]),
+            CAST(:primary_type AS text[]), CAST(:types AS text[]),
+            CAST(:business_status AS text[]), CAST(:website_uri AS text[]),
+            CAST(:national_phone_number AS text[]), CAST(:google_maps_uri AS text[]),
+            CAST(:pure_service_area_business AS boolean[]), CAST(:rating AS numeric[]),
+            CAST(:user_rating_count AS integer[])
+        ) AS u(place_id, name, formatted_address, latitude, longitude, primary_type, types,
+               business_status, website_uri, national_phone_number, google_maps_uri,
+               pure_service_area_business, rating, user_rating_count)
+    ),
+    upserted AS (
+        INSERT INTO businesses (place_id, community_id, {", ".join(_REFRESHED)},
+                                places_fetched_at)
+        SELECT place_id, :community_id, name, formatted_address, latitude, longitude,
+               primary_type, string_to_array(types, ','), business_status, website_uri,
+               national_phone_number, google_maps_uri, pure_service_area_business, rating,
+               user_rating_count, now()
+        FROM input
+        ON CONFLICT (place_id) DO UPDATE SET
+            {", ".join(f"{c} = excluded.{c}" for c in _REFRESHED)},
+            last_seen_at = now(), places_fetched_at = now(), updated_at = now()
+        RETURNING id
+    )
+    INSERT INTO business_region (business_id, region_id)
+    SELECT id, :region_id FROM upserted
+    ON CONFLICT DO NOTHING
+    RETURNING business_id
+    """  # column names are this module's constants; every value is bound
+)
+
+
 async def upsert_places(
     session: AsyncSession, places: Sequence[Place], *, community_id: int, region_id: int
 ) -> int:
@@ -50,27 +92,16 @@ async def upsert_places(
     business keeps it (community_id is set on insert only); re-sightings refresh the
     Google fields, last_seen_at and places_fetched_at.
     """
-    unique = {p.id: p for p in places}  # a page never repeats an id, but be safe
+    unique = list({p.id: p for p in places}.values())  # a page never repeats an id
     if not unique:
         return 0
-    stmt = insert(Business).values([_row(p, community_id) for p in unique.values()])
-    rows = await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Business.place_id],
-            set_={
-                **{c: stmt.excluded[c] for c in _REFRESHED},
-                "last_seen_at": func.now(),
-                "places_fetched_at": func.now(),
-                "updated_at": func.now(),
-            },
-        ).returning(Business.id)
-    )
-    ids = [business_id for (business_id,) in rows]
+    rows = [_row(p, community_id) for p in unique]
+    columns: dict[str, object] = {
+        c: [r[c] for r in rows] for c in ("place_id", *_REFRESHED) if c != "types"
+    }
+    columns["types"] = [",".join(p.types or ()) for p in unique]
     linked = await session.execute(
-        insert(BusinessRegion)
-        .values([{"business_id": b, "region_id": region_id} for b in ids])
-        .on_conflict_do_nothing()
-        .returning(BusinessRegion.business_id)
+        _UPSERT, {**columns, "community_id": community_id, "region_id": region_id}
     )
     return len(linked.all())
 
