@@ -140,6 +140,8 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
             records.mark_phase,
             records.finish_community,
             discovery.discovery_plan,
+            discovery.discovery_plan_purchases,
+            discovery.discovery_cover_check,
             discovery.discovery_finish,
             scan.scan_websites,
             news.setup_news_sources,
@@ -156,7 +158,7 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
     places_worker = Worker(
         client,
         task_queue=PLACES_TASK_QUEUE,
-        activities=[discovery.places_search_page],
+        activities=[discovery.places_search_page, discovery.places_buy],
         max_task_queue_activities_per_second=settings.places_qpm / 60,
         disable_eager_activity_execution=True,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

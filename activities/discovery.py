@@ -1,15 +1,20 @@
 """Phase 1 activities: plan the searches, run ONE Places request per activity, count.
 
-One HTTP request per `places_search_page` activity on the `rollout-places` task queue, whose
-server-side rate limit (derived from PLACES_QPM) holds the quota for any number of workers.
+One HTTP request per `places_search_page` / `places_buy` activity on the `rollout-places`
+task queue, whose server-side rate limit (derived from PLACES_QPM) holds the quota for any
+number of workers. The cover strategy's probed ids and purchase list live in Postgres
+(discovery_sightings, discovery_purchases): workflows only see counts and line numbers.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -17,26 +22,35 @@ from temporalio.exceptions import ApplicationError
 from activities import metrics
 from rollout import records
 from rollout.businesses import primary_region, region_counts, upsert_places
+from rollout.cover import ProbedSearch, plan_cover
+from rollout.db.models import DiscoveryPurchase, DiscoverySighting
 from rollout.discovery import (
+    DETAILS_MASK,
     PROBE_MASK,
     SEARCH_MASK,
     Box,
+    BuyRequest,
     DiscoveryPlan,
     DiscoverySettings,
     PageOutcome,
     PageRequest,
+    PurchaseList,
+    PurchaseListRequest,
     SearchKind,
+    SearchTask,
     bounding_box,
     plan,
 )
 from rollout.dto import PhaseInput, PhaseResult
 from rollout.places.client import PlacesClient
 from rollout.places.errors import (
+    NotFoundError,
     PermissionDeniedError,
     PlacesError,
     QuotaExceededError,
 )
-from rollout.places.models import Circle, LatLng, Rectangle, SearchPage
+from rollout.places.models import Circle, DetailsResult, LatLng, Place, Rectangle, SearchPage
+from rollout.places.pricing import Endpoint, request_cost, sku_for
 from rollout.status import Phase, PhaseStatus
 from rollout.usage import log_api_usage
 
@@ -104,30 +118,14 @@ class DiscoveryActivities:
             metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
             raise to_application_error(error) from None
         metrics.places_request(endpoint, page.sku, "ok", page.cost)
-        info = activity.info()
-        # Logged in its own transaction right away: the response is billed whatever happens
-        # next, and a retry of this activity is a new request Google bills again (a new
-        # attempt number, so a new key), while a replayed log of this one is a no-op.
-        async with self.sessions.begin() as session:
-            await log_api_usage(
-                session,
-                request_key=f"{info.workflow_run_id}/{info.activity_id}/{info.attempt}",
-                community_rollout_id=req.community_rollout_id,
-                endpoint=page.endpoint.value,
-                sku=page.sku,
-                cost=page.cost,
-                result_count=page.result_count,
-                http_status=page.http_status,
-            )
+        await self._log_usage(req.community_rollout_id, page.endpoint.value, page)
         new = 0
+        if req.run_key is not None and page.places:
+            await self._keep_sighting(
+                req.run_key, req.community_rollout_id, req.task, req.page_number, page.places
+            )
         if not req.task.probe and page.places:
-            async with self.sessions.begin() as session:
-                new = await upsert_places(
-                    session,
-                    page.places,
-                    community_id=req.community_id,
-                    region_id=req.region_id,
-                )
+            new = await self._store(page.places, req.community_id, req.region_id)
         if req.throttle_ms:
             await asyncio.sleep(req.throttle_ms / 1000)
         return PageOutcome(
@@ -137,6 +135,217 @@ class DiscoveryActivities:
             sku=page.sku,
             cost_usd=page.cost,
         )
+
+    @activity.defn(name="discovery_plan_purchases")
+    async def discovery_plan_purchases(self, req: PurchaseListRequest) -> PurchaseList:
+        """Plan which probed pages to buy (rollout/cover.py) and store the list, replacing
+        any list an earlier attempt stored: the same sightings give the same list."""
+        async with self.sessions.begin() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        DiscoverySighting.task_key,
+                        DiscoverySighting.page_number,
+                        DiscoverySighting.task,
+                        DiscoverySighting.place_ids,
+                    )
+                    .where(DiscoverySighting.run_key == req.run_key, ~DiscoverySighting.paid)
+                    .order_by(DiscoverySighting.task_key, DiscoverySighting.page_number)
+                )
+            ).all()
+        tasks: dict[str, dict[str, object]] = {}
+        pages: dict[str, list[list[str]]] = {}
+        for key, number, task, ids in rows:
+            got = pages.setdefault(key, [])
+            if number == len(got) + 1:  # pages in order, without gaps (a token needs them)
+                got.append(list(ids))
+                tasks[key] = task
+        cover = await asyncio.to_thread(
+            plan_cover,
+            [ProbedSearch(key, got) for key, got in pages.items()],
+            page_cost=request_cost(sku_for(Endpoint.SEARCH_TEXT, SEARCH_MASK)),
+            details_cost=request_cost(sku_for(Endpoint.GET_PLACE, DETAILS_MASK)),
+        )
+        lines: list[dict[str, object]] = [
+            {
+                "task": {**tasks[purchase.key], "probe": False},
+                "pages": purchase.pages,
+                "place_id": None,
+            }
+            for purchase in cover.searches
+        ]
+        lines += [{"task": None, "pages": 1, "place_id": p} for p in cover.details]
+        async with self.sessions.begin() as session:
+            await session.execute(
+                delete(DiscoveryPurchase).where(DiscoveryPurchase.run_key == req.run_key)
+            )
+            for start in range(0, len(lines), 1000):  # under asyncpg's parameter limit
+                await session.execute(
+                    insert(DiscoveryPurchase).values(
+                        [
+                            {
+                                **line,
+                                "run_key": req.run_key,
+                                "seq": seq,
+                                "community_rollout_id": req.community_rollout_id,
+                            }
+                            for seq, line in enumerate(lines[start : start + 1000], start)
+                        ]
+                    )
+                )
+        activity.logger.info(
+            "purchase list: %d ids sighted; %d searches (%d pages) and %d Place Details, $%s",
+            cover.sighted,
+            len(cover.searches),
+            cover.pages,
+            len(cover.details),
+            cover.cost_usd,
+        )
+        return PurchaseList(
+            lines=len(lines),
+            searches=len(cover.searches),
+            pages=cover.pages,
+            details=len(cover.details),
+            sighted=cover.sighted,
+            cost_usd=cover.cost_usd,
+        )
+
+    @activity.defn(name="places_buy")
+    async def places_buy(self, req: BuyRequest) -> PageOutcome:
+        """One paid request of the purchase list: a page of a probed search (with the
+        listing fields), or one place's details."""
+        async with self.sessions.begin() as session:
+            line = await session.get(DiscoveryPurchase, (req.run_key, req.seq))
+        if line is None:
+            raise ApplicationError(
+                f"no purchase {req.seq} under {req.run_key}",
+                type="InvalidRequestError",
+                non_retryable=True,
+            )
+        places: Sequence[Place]
+        billed: SearchPage | DetailsResult
+        if line.place_id is not None:
+            endpoint, task, next_token = Endpoint.GET_PLACE.value, None, None
+            try:
+                details = await self.places.get_place(line.place_id, DETAILS_MASK)
+            except NotFoundError:
+                # Gone since it was sighted (closed for good, or merged): nothing to buy.
+                activity.logger.warning("place %s no longer exists", line.place_id)
+                return PageOutcome(result_count=0, sku="-", cost_usd=Decimal(0))
+            except PlacesError as error:
+                metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
+                raise to_application_error(error) from None
+            billed, places = details, [details.place]
+        else:
+            assert line.task is not None
+            task = SearchTask.model_validate(line.task)
+            endpoint = Endpoint.SEARCH_TEXT.value
+            try:
+                page = await self._request(
+                    PageRequest(
+                        task=task,
+                        page_token=req.page_token,
+                        page_number=req.page_number,
+                        community_rollout_id=req.community_rollout_id,
+                        community_id=req.community_id,
+                        region_id=req.region_id,
+                    )
+                )
+            except PlacesError as error:
+                metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
+                raise to_application_error(error) from None
+            billed, places = page, page.places
+            next_token = page.next_page_token if req.page_number < line.pages else None
+        metrics.places_request(endpoint, billed.sku, "ok", billed.cost)
+        await self._log_usage(req.community_rollout_id, endpoint, billed)
+        if places:
+            await self._keep_sighting(
+                req.run_key,
+                req.community_rollout_id,
+                task,
+                req.page_number,
+                places,
+                key=f"details:{line.place_id}" if task is None else None,
+            )
+        new = await self._store(places, req.community_id, req.region_id) if places else 0
+        if req.throttle_ms:
+            await asyncio.sleep(req.throttle_ms / 1000)
+        return PageOutcome(
+            result_count=len(places),
+            next_page_token=next_token,
+            new_in_region=new,
+            sku=billed.sku,
+            cost_usd=billed.cost,
+        )
+
+    @activity.defn(name="discovery_cover_check")
+    async def discovery_cover_check(self, req: PurchaseListRequest) -> int:
+        """How many ids the exploration sighted that no paid request returned (a ranking
+        that moved between the probe and the purchase); 0 when the cover held."""
+        async with self.sessions.begin() as session:
+            ids = func.unnest(DiscoverySighting.place_ids)
+            sighted = select(ids).where(
+                DiscoverySighting.run_key == req.run_key, ~DiscoverySighting.paid
+            )
+            fetched = select(ids).where(
+                DiscoverySighting.run_key == req.run_key, DiscoverySighting.paid
+            )
+            missing = sighted.except_(fetched).subquery()
+            count = await session.scalar(select(func.count()).select_from(missing))
+        return int(count or 0)
+
+    async def _log_usage(
+        self, community_rollout_id: int, endpoint: str, billed: SearchPage | DetailsResult
+    ) -> None:
+        info = activity.info()
+        # Logged in its own transaction right away: the response is billed whatever happens
+        # next, and a retry of this activity is a new request Google bills again (a new
+        # attempt number, so a new key), while a replayed log of this one is a no-op.
+        async with self.sessions.begin() as session:
+            await log_api_usage(
+                session,
+                request_key=f"{info.workflow_run_id}/{info.activity_id}/{info.attempt}",
+                community_rollout_id=community_rollout_id,
+                endpoint=endpoint,
+                sku=billed.sku,
+                cost=billed.cost,
+                result_count=billed.result_count if isinstance(billed, SearchPage) else 1,
+                http_status=billed.http_status,
+            )
+
+    async def _keep_sighting(
+        self,
+        run_key: str,
+        community_rollout_id: int,
+        task: SearchTask | None,
+        page_number: int,
+        places: Sequence[Place],
+        *,
+        key: str | None = None,
+    ) -> None:
+        """The page's ids under the exploration's key (a retry replaces them)."""
+        stmt = insert(DiscoverySighting).values(
+            run_key=run_key,
+            community_rollout_id=community_rollout_id,
+            task_key=key or (task.key if task else ""),
+            page_number=page_number,
+            paid=task is None or not task.probe,
+            task=task.model_dump(mode="json") if task else {},
+            place_ids=[p.id for p in places],
+        )
+        async with self.sessions.begin() as session:
+            await session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["run_key", "task_key", "page_number", "paid"],
+                    set_={"place_ids": stmt.excluded.place_ids},
+                )
+            )
+
+    async def _store(self, places: Sequence[Place], community_id: int, region_id: int) -> int:
+        async with self.sessions.begin() as session:
+            return await upsert_places(
+                session, places, community_id=community_id, region_id=region_id
+            )
 
     async def _request(self, req: PageRequest) -> SearchPage:
         task = req.task

@@ -1,22 +1,25 @@
 """Benchmark: phase 1 coverage and cost on emulator worlds, ours against the Laravel strategy.
 
     .venv/bin/python bench/discovery_coverage.py [--communities 4055045,4926563,4699066]
-        [--streams 4] [--seed 1] [--min-cell-deg D] [--strategies laravel,ours]
+        [--streams 4] [--seed 1] [--min-cell-deg D] [--strategies laravel,stream,cover]
 
 What runs (loopback only): `placesim` as a real HTTP server on a free port (no per-minute or
 per-day quota: the quota is bench/places_quota.py's subject), and the real
 `rollout.places.client.PlacesClient` against it. For each community and strategy the
 emulator's meter is reset, the strategy runs, and the bill is read back from /sim/billing.
 
-Strategies (both with the same paid field mask, `rollout.discovery.SEARCH_MASK`, Enterprise):
+Strategies (all with the same paid field mask, `rollout.discovery.SEARCH_MASK`, Enterprise):
 - laravel: one Text Search per dense category (includedType, the region's bounding box) of at
   most 3 pages (60 results), one Nearby Search per sparse category (the region circle), one
   Text Search per catch-all query (3 pages at most); no splitting, no escalation;
-- ours: `rollout.discovery.plan` + `follow_ups`, walked as CommunityDiscoveryWorkflow walks its
-  frontier (`--streams` searches at once, each paged to its end, one request at a time, then
-  its follow-ups appended), with the masks of the `places_search_page` activity: PROBE_MASK
-  (IDs only, free) for probe cells, SEARCH_MASK otherwise. Only paid pages count as found,
-  as only they are stored by the activity.
+- stream (DISCOVERY_STRATEGY=stream): `rollout.discovery.plan` + `follow_ups`, walked as
+  CommunityDiscoveryWorkflow walks its frontier (`--streams` searches at once, each paged to
+  its end, one request at a time, then its follow-ups appended), with the masks of the
+  `places_search_page` activity: PROBE_MASK (IDs only, free) for probe cells, SEARCH_MASK
+  otherwise. Only paid pages count as found, as only they are stored by the activity;
+- cover (the default): every search and cell walked with PROBE_MASK (free), then the
+  purchase list of `rollout.cover.plan_cover` bought: the first pages of probed searches
+  with SEARCH_MASK and Place Details (DETAILS_MASK, Enterprise) for lone ids.
 
 Ground truth: GET /sim/world?community_id=ID (the community's own businesses). Recall is
 reported three ways:
@@ -35,13 +38,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import heapq
 import json
 import math
 import sys
 import tempfile
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -57,16 +60,20 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from placesim.process import PlacesimServer  # noqa: E402
 from rollout.communities import CommunityRecord, load_communities, region_radius_m  # noqa: E402
+from rollout.cover import ProbedSearch, plan_cover  # noqa: E402
 from rollout.discovery import (  # noqa: E402
+    DETAILS_MASK,
     PAGE_SIZE,
     PROBE_MASK,
     SEARCH_MASK,
     TEXT_SEARCH_CAP,
     Box,
     DiscoverySettings,
+    DiscoveryStrategy,
     SearchKind,
     SearchTask,
     bounding_box,
+    explore_follow_ups,
     follow_ups,
     plan,
 )
@@ -101,6 +108,7 @@ class Run:
     paid_by_group: Counter[str] = field(default_factory=Counter)
     results_by_group: Counter[str] = field(default_factory=Counter)
     saturated_root_pages: int = 0
+    missed: int = 0  # cover: probed ids that no paid request returned
 
 
 async def request(places: PlacesClient, task: SearchTask, token: str | None) -> SearchPage:
@@ -177,65 +185,50 @@ async def run_laravel(
     return run
 
 
-async def run_ours(
-    places: PlacesClient,
-    settings: DiscoverySettings,
-    record: CommunityRecord,
-    streams: int,
-    *,
-    dedup: bool = False,
+async def run_stream(
+    places: PlacesClient, settings: DiscoverySettings, record: CommunityRecord, streams: int
 ) -> Run:
-    """CommunityDiscoveryWorkflow's frontier loop, without Temporal.
-
-    `dedup` is a what-if, NOT what the workflow does (it would need the workflow or the
-    activity to see place ids): every Text Search, roots included, is probed first (free);
-    a leaf's paid search is skipped when its probe found only ids a paid page already
-    returned, and otherwise stops after the last page that holds an id not yet bought.
-    """
-    run = Run("ours-dedup (what-if)" if dedup else "ours")
+    """The `stream` strategy: CommunityDiscoveryWorkflow's frontier loop, without Temporal."""
+    settings = settings.model_copy(update={"strategy": DiscoveryStrategy.STREAM})
+    run = Run("stream")
     radius = region_radius_m(record.population)
     root_box: Box = bounding_box(record.latitude, record.longitude, radius)
     rules = settings.rules
     frontier: list[SearchTask] = list(plan(settings, record.latitude, record.longitude, radius))
-    if dedup:
-        frontier = [t.model_copy(update={"probe": t.kind is SearchKind.TEXT}) for t in frontier]
-    page_limit: dict[str, int] = {}  # dedup: paid pages worth buying, by task key
 
     async def stream(task: SearchTask) -> None:
         total = 0
         paid_pages = 0
-        probe_pages: list[list[str]] = []
         token: str | None = None
-        limit = page_limit.get(task.key)
         while True:
             page = await request(places, task, token)
             account(run, task, page)
             total += page.result_count
             paid_pages += 0 if task.probe else 1
-            if task.probe:
-                probe_pages.append([p.id for p in page.places])
             if task.kind is SearchKind.NEARBY or not page.next_page_token:
-                break
-            if limit is not None and paid_pages >= limit:
                 break
             token = page.next_page_token
         run.max_depth = max(run.max_depth, task.depth)
         if task.kind is SearchKind.TEXT and task.depth == 0 and total >= TEXT_SEARCH_CAP:
             run.saturated_root_pages += paid_pages
-        if limit is not None:
-            return  # a bought leaf (dedup): final
         nexts = follow_ups(task, total, rules, root_box=root_box)
         leaf = task.kind is SearchKind.TEXT and nexts == [task.model_copy(update={"probe": False})]
         if leaf and task.probe and total >= TEXT_SEARCH_CAP:
             run.floor_saturated += 1
-        if dedup and leaf:
-            wanted = [i for i, ids in enumerate(probe_pages, 1) if set(ids) - run.found]
-            if not wanted:
-                return  # every id already bought: nothing to pay for
-            page_limit[nexts[0].key] = wanted[-1]
         frontier.extend(nexts)
 
     started = time.monotonic()
+    await walk(frontier, stream, streams)
+    run.wall_s = time.monotonic() - started
+    return run
+
+
+async def walk(
+    frontier: list[SearchTask],
+    stream: Callable[[SearchTask], Coroutine[Any, Any, None]],
+    streams: int,
+) -> None:
+    """`streams` searches at once, in frontier order, as the workflow's pool."""
     pending: set[asyncio.Task[None]] = set()
     while frontier or pending:
         while frontier and len(pending) < streams:
@@ -243,34 +236,20 @@ async def run_ours(
         done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         for finished in done:
             finished.result()
-    run.wall_s = time.monotonic() - started
-    return run
 
 
 async def run_cover(
     places: PlacesClient, settings: DiscoverySettings, record: CommunityRecord, streams: int
 ) -> Run:
-    """Prototype (what-if): explore everything with free IDs-only probes first (sparse
-    categories too, as Text Searches), then buy a greedy set cover of the probed pages.
-
-    NOT what the workflow does: it needs every probed page's ids kept until the purchase
-    plan is made (the workflow would keep them in Postgres, not in its history). Buying the
-    first k pages of a probed search costs k pages; an id that no page would add along with
-    at least one other new id is bought by Place Details (Enterprise, $20 against $35 a page).
-    """
-    run = Run("cover (what-if)")
+    """The `cover` strategy: every search walked with free probes (`plan`,
+    `explore_follow_ups`), then the purchase list of `rollout.cover.plan_cover` bought, as
+    the workflow and its activities do (without Temporal and Postgres)."""
+    settings = settings.model_copy(update={"strategy": DiscoveryStrategy.COVER})
+    run = Run("cover")
     radius = region_radius_m(record.population)
-    root_box: Box = bounding_box(record.latitude, record.longitude, radius)
     rules = settings.rules
-    roots = [
-        t if t.kind is SearchKind.TEXT else SearchTask(
-            kind=SearchKind.TEXT, label=t.label, text_query=t.label.replace("_", " "),
-            included_type=t.included_type, box=root_box,
-        )
-        for t in plan(settings, record.latitude, record.longitude, radius)
-    ]  # fmt: skip
-    frontier = [t.model_copy(update={"probe": True}) for t in roots]
-    sightings: dict[str, tuple[SearchTask, list[list[str]]]] = {}
+    frontier = list(plan(settings, record.latitude, record.longitude, radius))
+    probed: dict[str, tuple[SearchTask, list[list[str]]]] = {}
 
     async def explore(task: SearchTask) -> None:
         pages: list[list[str]] = []
@@ -282,78 +261,47 @@ async def run_cover(
             if not page.next_page_token:
                 break
             token = page.next_page_token
-        sightings[task.key] = (task, pages)
+        if any(pages):
+            probed[task.key] = (task, pages)
         total = sum(map(len, pages))
         run.max_depth = max(run.max_depth, task.depth)
-        nexts = follow_ups(task, total, rules, root_box=root_box)
-        frontier.extend(n for n in nexts if n.probe)  # probed leaves are not re-searched here
+        nexts = explore_follow_ups(task, total, rules)
+        if total >= TEXT_SEARCH_CAP and not nexts:
+            run.floor_saturated += 1
+        frontier.extend(nexts)
 
     started = time.monotonic()
-    pending: set[asyncio.Task[None]] = set()
-    while frontier or pending:
-        while frontier and len(pending) < streams:
-            pending.add(asyncio.create_task(explore(frontier.pop(0))))
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        for finished in done:
-            finished.result()
-
-    # Greedy weighted set cover: buying the first k pages of a probed search costs k pages.
-    universe = {i for _, pages in sightings.values() for page in pages for i in page}
-    covered: set[str] = set()
-    bought: dict[str, int] = {}
-
-    def best(key: str) -> tuple[float, int]:
-        _, pages = sightings[key]
-        have = bought.get(key, 0)
-        new: set[str] = set()
-        top, top_k = 0.0, 0
-        for k in range(have + 1, len(pages) + 1):
-            new |= set(pages[k - 1]) - covered
-            ratio = len(new) / (k - have)
-            if ratio > top:
-                top, top_k = ratio, k
-        return top, top_k
-
-    heap = [(-best(k)[0], k) for k in sightings]
-    heapq.heapify(heap)
-    while heap and len(covered) < len(universe):
-        _, key = heapq.heappop(heap)
-        ratio, k = best(key)
-        if heap and ratio < -heap[0][0]:
-            heapq.heappush(heap, (-ratio, key))
-            continue
-        if ratio < 2:  # a page that adds one id costs more than that id's Place Details
-            break
-        _, pages = sightings[key]
-        for page in pages[bought.get(key, 0) : k]:
-            covered.update(page)
-        bought[key] = k
-        heapq.heappush(heap, (-best(key)[0], key))
-
-    async def buy(key: str, pages: int) -> None:
-        task = sightings[key][0].model_copy(update={"probe": False})
-        token: str | None = None
-        for _ in range(pages):
-            page = await request(places, task, token)
-            account(run, task, page)
-            if not page.next_page_token:
-                break
-            token = page.next_page_token
-
-    queue = deque(bought.items())
+    await walk(frontier, explore, streams)
+    cover = plan_cover(
+        [ProbedSearch(key, pages) for key, (_, pages) in probed.items()],
+        page_cost=request_cost(sku_for(Endpoint.SEARCH_TEXT, SEARCH_MASK)),
+        details_cost=request_cost(sku_for(Endpoint.GET_PLACE, DETAILS_MASK)),
+    )
+    lines = deque(cover.searches)
 
     async def buyer() -> None:
-        while queue:
-            await buy(*queue.popleft())
+        while lines:
+            purchase = lines.popleft()
+            task = probed[purchase.key][0].model_copy(update={"probe": False})
+            token: str | None = None
+            for _ in range(purchase.pages):
+                page = await request(places, task, token)
+                account(run, task, page)
+                if not page.next_page_token:
+                    break
+                token = page.next_page_token
 
     await asyncio.gather(*(buyer() for _ in range(streams)))
-    for place_id in sorted(universe - run.found):
-        details = await places.get_place(place_id, NEARBY_MASK.replace("places.", ""))
+    for place_id in cover.details:
+        details = await places.get_place(place_id, DETAILS_MASK)
         run.requests += 1
         run.paid_requests += 1
         run.cost += details.cost
         run.paid_by_group["details"] += 1
+        run.results_by_group["details"] += 1
+        run.paid_results += 1
         run.found.add(place_id)
+    run.missed = len({i for _, pages in probed.values() for p in pages for i in p} - run.found)
     run.wall_s = time.monotonic() - started
     return run
 
@@ -480,16 +428,9 @@ async def bench(args: argparse.Namespace) -> int:
                         (await sim.post("/sim/reset")).raise_for_status()
                         if strategy == "laravel":
                             run = await run_laravel(places, settings, record, args.streams)
-                        elif strategy == "cover":
-                            run = await run_cover(places, settings, record, args.streams)
                         else:
-                            run = await run_ours(
-                                places,
-                                settings,
-                                record,
-                                args.streams,
-                                dedup=strategy == "ours-dedup",
-                            )
+                            runner = run_cover if strategy == "cover" else run_stream
+                            run = await runner(places, settings, record, args.streams)
                         run.billed_cost, run.billed_requests = await billing(sim)
                         own = run.found & truth.all_ids
                         ours = strategy != "laravel"
@@ -553,7 +494,7 @@ def main() -> int:
         default=",".join(str(c) for c in DEFAULT_COMMUNITIES),
         help="GeoNames ids, comma-separated",
     )
-    parser.add_argument("--strategies", default="laravel,ours,ours-dedup,cover")
+    parser.add_argument("--strategies", default="laravel,stream,cover")
     parser.add_argument("--streams", type=int, default=4, help="searches at once, as the workflow")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--min-cell-deg", type=float, default=None, help="what-if override")

@@ -85,6 +85,21 @@ LISTING_FIELDS = (
 )  # fmt: skip
 SEARCH_MASK = ",".join([*(f"places.{f}" for f in LISTING_FIELDS), "nextPageToken"])
 PROBE_MASK = "places.id,nextPageToken"  # Text Search Essentials (IDs Only): free
+DETAILS_MASK = ",".join(LISTING_FIELDS)  # Place Details Enterprise: one id the cover left over
+
+
+class DiscoveryStrategy(StrEnum):
+    """How phase 1 pays for what it finds.
+
+    - cover (default): walk every search and quadtree cell with the free IDs-only mask
+      first, keeping the ids in Postgres, then buy a greedy set cover of the probed pages
+      (rollout/cover.py): each business is paid about once, categories overlapping or not;
+    - stream: pay each search as it is walked (probed cells are paid again at their
+      leaves); simpler, about twice the cost in cities (bench/discovery_coverage.py).
+    """
+
+    COVER = "cover"
+    STREAM = "stream"
 
 
 class DiscoverySettings(BaseSettings):
@@ -97,12 +112,15 @@ class DiscoverySettings(BaseSettings):
     text_queries: list[str] = Field(default_factory=lambda: list(DEFAULT_TEXT_QUERIES))
     # Smallest cell a saturated search is split into (degrees of latitude, ~550 m).
     min_cell_deg: float = Field(default=0.005, gt=0)
-    # Probe below-root cells with the free IDs-only mask before paying for them.
+    # Probe below-root cells with the free IDs-only mask before paying for them (stream).
     probe_cells: bool = True
+    strategy: DiscoveryStrategy = DiscoveryStrategy.COVER
 
     @property
     def rules(self) -> CoverageRules:
-        return CoverageRules(min_cell_deg=self.min_cell_deg, probe_cells=self.probe_cells)
+        return CoverageRules(
+            min_cell_deg=self.min_cell_deg, probe_cells=self.probe_cells, strategy=self.strategy
+        )
 
     @field_validator("dense_categories", "sparse_categories")
     @classmethod
@@ -185,6 +203,23 @@ def category_query(category: str) -> str:
 def plan(settings: DiscoverySettings, lat: float, lng: float, radius_m: float) -> list[SearchTask]:
     """The root searches of a community's primary region."""
     box = bounding_box(lat, lng, radius_m)
+    if settings.strategy is DiscoveryStrategy.COVER:
+        # Everything is explored free first, so sparse categories are Text Searches too
+        # (a Nearby Search has no free IDs-only SKU).
+        return [
+            SearchTask(
+                kind=SearchKind.TEXT,
+                label=c,
+                text_query=category_query(c),
+                included_type=c,
+                box=box,
+                probe=True,
+            )
+            for c in dict.fromkeys(settings.dense_categories + settings.sparse_categories)
+        ] + [
+            SearchTask(kind=SearchKind.TEXT, label=q, text_query=q, box=box, probe=True)
+            for q in settings.text_queries
+        ]
     tasks = [
         SearchTask(
             kind=SearchKind.TEXT,
@@ -221,6 +256,8 @@ class CoverageRules(BaseModel):
 
     min_cell_deg: float
     probe_cells: bool
+    # Histories recorded before the cover strategy existed carry no strategy: stream.
+    strategy: DiscoveryStrategy = DiscoveryStrategy.STREAM
 
 
 class DiscoveryPlan(BaseModel):
@@ -235,6 +272,10 @@ class DiscoveryCarry(BaseModel):
     requests: int = 0
     cost_usd: Decimal = Decimal(0)
     runs: int = 1
+    # cover strategy: the exploration's key, and once planned, the purchases left
+    run_key: str | None = None
+    purchases: int | None = None  # lines of the purchase list (None: still exploring)
+    next_purchase: int = 0
 
 
 class DiscoveryInput(BaseModel):
@@ -256,6 +297,34 @@ class PageRequest(BaseModel):
     community_id: int
     region_id: int
     throttle_ms: int = 0
+    run_key: str | None = None  # cover strategy: keep the page's ids under this key
+
+
+class PurchaseListRequest(BaseModel):
+    run_key: str
+    community_rollout_id: int
+
+
+class PurchaseList(BaseModel):
+    """What the planned purchase list holds (the lines themselves stay in Postgres)."""
+
+    lines: int  # searches + details, numbered 0..lines-1
+    searches: int
+    pages: int
+    details: int
+    sighted: int  # distinct ids the exploration saw
+    cost_usd: Decimal  # list price of the plan
+
+
+class BuyRequest(BaseModel):
+    run_key: str
+    seq: int
+    page_number: int = 1
+    page_token: str | None = None
+    community_rollout_id: int
+    community_id: int
+    region_id: int
+    throttle_ms: int = 0
 
 
 class PageOutcome(BaseModel):
@@ -264,6 +333,19 @@ class PageOutcome(BaseModel):
     new_in_region: int = 0
     sku: str
     cost_usd: Decimal
+
+
+def explore_follow_ups(
+    task: SearchTask, result_count: int, rules: CoverageRules
+) -> list[SearchTask]:
+    """cover strategy: the cells a probed search splits into (all probed, nothing paid)."""
+    assert task.box is not None
+    if result_count < TEXT_SEARCH_CAP or task.box.height_deg / 2 < rules.min_cell_deg:
+        return []
+    return [
+        task.model_copy(update={"box": child, "depth": task.depth + 1, "probe": True})
+        for child in task.box.split()
+    ]
 
 
 def follow_ups(

@@ -10,6 +10,15 @@ a share of them:
   free IDs-only probes of the cells above them (4/3 as many cells, 3 pages each);
 - a sparse category costs one Nearby Search (plus the dense treatment when it would return
   20 or more);
+- the stream model counts every match once per search that matches it, but knows no
+  overlap between searches (a business found by its category and a catch-all query is
+  paid twice by stream: bench/discovery_coverage.py measured 3.1-3.5 paid sightings per
+  unique business in cities), so it underestimates stream in cities;
+- with the cover strategy (the default) every search above is walked with free probes
+  only, sparse categories too, and the purchase list buys the businesses the searches match
+  (together, capped at all of them) at COVER_IDS_PER_PAGE per paid page, plus one Place
+  Details for COVER_DETAILS_SHARE of them (both measured on the emulator's worlds by
+  bench/discovery_coverage.py: 12.3-15 ids per page, 0-3.4% by details);
 - enrichment (unless skipped) costs one Place Details per business with a website.
 Prices come from the dated price list (rollout/places/pricing.py), at the first paid tier,
 without the monthly free caps (shown separately).
@@ -24,7 +33,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from rollout.communities import CommunityRecord
-from rollout.discovery import PROBE_MASK, SEARCH_MASK, TEXT_SEARCH_CAP, DiscoverySettings
+from rollout.discovery import (
+    DETAILS_MASK,
+    PROBE_MASK,
+    SEARCH_MASK,
+    TEXT_SEARCH_CAP,
+    DiscoverySettings,
+    DiscoveryStrategy,
+)
 from rollout.places.pricing import Endpoint, free_monthly_cap, request_cost, sku_for
 
 RESIDENTS_PER_BUSINESS = 40
@@ -33,6 +49,8 @@ SPARSE_SHARE = 0.006  # ... by one sparse category
 WEBSITE_SHARE = 0.6  # businesses with a website (phase 4 enriches those)
 LEAF_FILL = 45  # results in an average quadtree leaf (the cap is 60)
 PAGE = 20
+COVER_IDS_PER_PAGE = 12
+COVER_DETAILS_SHARE = 0.03
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,14 @@ def _text_requests(matches: float) -> tuple[int, int]:
     return paid, probes
 
 
+def _probe_pages(matches: float) -> int:
+    """Free probe pages of one search of `matches` results walked to its leaves."""
+    if matches <= TEXT_SEARCH_CAP:
+        return max(1, math.ceil(matches / PAGE))
+    leaves = math.ceil(matches / LEAF_FILL)
+    return 3 + math.ceil(leaves * 4 / 3) * 3
+
+
 def estimate(
     communities: Sequence[CommunityRecord],
     settings: DiscoverySettings,
@@ -81,9 +107,21 @@ def estimate(
     requests: dict[str, int] = defaultdict(int)
     businesses = 0
     dense = len(settings.dense_categories) + len(settings.text_queries)
+    cover = settings.strategy is DiscoveryStrategy.COVER
+    details_sku = sku_for(Endpoint.GET_PLACE, DETAILS_MASK)
+    matched_share = min(1.0, dense * DENSE_SHARE + len(settings.sparse_categories) * SPARSE_SHARE)
     for community in communities:
         found = max(community.population / RESIDENTS_PER_BUSINESS, 15)
         businesses += round(found)
+        if cover:
+            requests[probe_sku] += dense * _probe_pages(found * DENSE_SHARE)
+            requests[probe_sku] += len(settings.sparse_categories) * _probe_pages(
+                found * SPARSE_SHARE
+            )
+            matched = found * matched_share
+            requests[text_sku] += math.ceil(matched / COVER_IDS_PER_PAGE)
+            requests[details_sku] += round(matched * COVER_DETAILS_SHARE)
+            continue
         paid, probes = _text_requests(found * DENSE_SHARE)
         requests[text_sku] += dense * paid
         requests[probe_sku] += dense * probes

@@ -7,7 +7,7 @@ import sys
 from decimal import Decimal
 
 from rollout.communities import CommunityRecord, load_communities
-from rollout.discovery import DiscoverySettings
+from rollout.discovery import DiscoverySettings, DiscoveryStrategy
 from rollout.estimate import estimate
 from rollout.places.pricing import request_cost
 from tests.conftest import PROJECT_ROOT
@@ -21,7 +21,10 @@ def town(population: int) -> CommunityRecord:
 
 def test_a_small_town_costs_one_page_per_search() -> None:
     settings = DiscoverySettings(
-        dense_categories=["cafe", "bank"], sparse_categories=["florist"], text_queries=["shop"]
+        dense_categories=["cafe", "bank"],
+        sparse_categories=["florist"],
+        text_queries=["shop"],
+        strategy=DiscoveryStrategy.STREAM,
     )
     result = estimate([town(2_000)], settings, skip_enrichment=True)
     by_sku = {s.sku: s.requests for s in result.skus}
@@ -31,7 +34,12 @@ def test_a_small_town_costs_one_page_per_search() -> None:
 
 
 def test_a_big_city_splits_probes_and_enriches() -> None:
-    settings = DiscoverySettings(dense_categories=["cafe"], sparse_categories=[], text_queries=[])
+    settings = DiscoverySettings(
+        dense_categories=["cafe"],
+        sparse_categories=[],
+        text_queries=[],
+        strategy=DiscoveryStrategy.STREAM,
+    )
     result = estimate([town(2_000_000)], settings, enrichment_mask=MASK)
     by_sku = {s.sku: s.requests for s in result.skus}
     # 50,000 businesses, 1,500 cafes: over the 60 cap, so leaves (34) and free probes.
@@ -39,6 +47,26 @@ def test_a_big_city_splits_probes_and_enriches() -> None:
     assert by_sku["Text Search Essentials IDs Only"] == 46 * 3
     assert by_sku["Place Details Enterprise"] == 30_000
     assert next(s for s in result.skus if s.sku.endswith("IDs Only")).cost_usd == Decimal(0)
+
+
+def test_the_cover_strategy_probes_free_and_buys_each_match_about_once() -> None:
+    settings = DiscoverySettings(
+        dense_categories=["cafe", "bank"], sparse_categories=["florist"], text_queries=["shop"]
+    )
+    assert settings.strategy is DiscoveryStrategy.COVER
+    result = estimate([town(2_000), town(400_000)], settings, skip_enrichment=True)
+    by_sku = {s.sku: s.requests for s in result.skus}
+    # Town: 50 businesses, 9.6% matched (3 x 3% + 0.6%): 5 ids, one paid page.
+    # City: 10,000 businesses, 960 matched: 80 pages (12 ids each), 29 details (3%).
+    assert by_sku["Text Search Enterprise"] == 1 + 80
+    assert by_sku["Place Details Enterprise"] == 29
+    assert "Nearby Search Enterprise" not in by_sku
+    # Probes: the town's 4 searches one page each; the city's 3 dense searches of 300
+    # matches (7 leaves: 3 + 10 x 3 pages) and a florist search of 60 (3 pages).
+    assert by_sku["Text Search Essentials IDs Only"] == 4 + 3 * 33 + 3
+    assert result.cost_usd == 81 * request_cost("Text Search Enterprise") + 29 * request_cost(
+        "Place Details Enterprise"
+    )
 
 
 def test_estimate_command_prints_a_table_without_any_service() -> None:

@@ -148,6 +148,27 @@ async def test_full_rollout_of_a_small_state(rollout_env: RolloutEnv) -> None:
     }
     assert money(sum(c for _, _, c in logged)) == money(bill["total_cost"])
 
+    # The cover strategy: everything explored free, then every sighted place bought once
+    # (no sighted id is missing from businesses), and nothing bought twice in a community.
+    skus = {sku for sku, _, _ in logged}
+    assert "Text Search Essentials IDs Only" in skus
+    assert not any(sku.startswith("Nearby") for sku in skus)  # sparse types probed too
+    assert await env.scalar("SELECT count(DISTINCT community_rollout_id) FROM discovery_purchases")
+    unbought = await env.scalar(
+        "SELECT count(*) FROM (SELECT unnest(place_ids) FROM discovery_sightings WHERE NOT paid "
+        "EXCEPT SELECT place_id FROM businesses) AS missing"
+    )
+    assert unbought == 0
+    twice = await env.scalar(
+        "SELECT count(*) FROM (SELECT run_key, unnest(place_ids) AS id FROM discovery_sightings "
+        "WHERE paid GROUP BY 1, 2 HAVING count(*) > 1) AS dup"
+    )
+    bought = await env.scalar(
+        "SELECT count(*) FROM (SELECT DISTINCT run_key, unnest(place_ids) "
+        "FROM discovery_sightings WHERE paid) AS b"
+    )
+    assert twice < bought * 0.2  # overlap only where a full page beat Place Details
+
     # The progress document at the end.
     doc = await env.progress("DE")
     assert doc.rollout.status is RolloutStatus.COMPLETED

@@ -5,13 +5,21 @@ request per activity on the rate-limited `rollout-places` queue. A saturated str
 follow-ups (quadtree cells, or a Text Search for a saturated Nearby type) to the frontier.
 A few streams run at once. Dense cities make thousands of requests, so the workflow
 continues-as-new before its history grows large, carrying only the frontier.
+
+With the `cover` strategy (the default, see rollout/discovery.py) every stream is a free
+IDs-only probe whose ids the activity keeps in Postgres; when the frontier is empty an
+activity plans which probed pages to buy, and the workflow then buys the list's lines,
+which it knows only by number. The strategy comes from the recorded plan, so histories of
+either strategy replay.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from temporalio import workflow
 from temporalio.workflow import ActivityCancellationType
@@ -20,13 +28,18 @@ from workflows.common import record, retry_policy
 
 with workflow.unsafe.imports_passed_through():
     from rollout.discovery import (
+        BuyRequest,
         DiscoveryCarry,
         DiscoveryInput,
         DiscoveryPlan,
+        DiscoveryStrategy,
         PageOutcome,
         PageRequest,
+        PurchaseList,
+        PurchaseListRequest,
         SearchKind,
         SearchTask,
+        explore_follow_ups,
         follow_ups,
     )
     from rollout.dto import PLACES_TASK_QUEUE, PhaseResult
@@ -36,20 +49,29 @@ PLACES_NON_RETRYABLE = ["PlacesAccessError", "InvalidRequestError", "NotFoundErr
 PLACES_TIMEOUT = timedelta(seconds=30)  # the client's own timeout is 10 s
 
 
+Job = Callable[[], Coroutine[Any, Any, None] | None]
+
+
 @workflow.defn(name="CommunityDiscoveryWorkflow")
 class CommunityDiscoveryWorkflow:
     def __init__(self) -> None:
         self._requests = 0
         self._cost = Decimal(0)
         self._frontier: list[SearchTask] = []
+        self._run_key: str | None = None
+        self._purchases: int | None = None
+        self._next_purchase = 0
 
     @workflow.query(name="discovery_progress")
     def discovery_progress(self) -> dict[str, str]:
-        return {
+        progress = {
             "requests": str(self._requests),
             "cost_usd": str(self._cost),
             "frontier": str(len(self._frontier)),
         }
+        if self._purchases is not None:
+            progress["purchases"] = f"{self._next_purchase}/{self._purchases}"
+        return progress
 
     @workflow.run
     async def run(self, inp: DiscoveryInput) -> PhaseResult:
@@ -65,14 +87,69 @@ class CommunityDiscoveryWorkflow:
             self._frontier = list(inp.carry.frontier)
             self._requests = inp.carry.requests
             self._cost = inp.carry.cost_usd
+            self._run_key = inp.carry.run_key
+            self._purchases = inp.carry.purchases
+            self._next_purchase = inp.carry.next_purchase
+        cover = plan.rules.strategy is DiscoveryStrategy.COVER
+        if cover and self._run_key is None:
+            self._run_key = workflow.info().run_id  # names this exploration's sightings
 
+        def explore() -> Coroutine[Any, Any, None] | None:
+            if not self._frontier:
+                return None
+            return self._stream(self._frontier.pop(0), plan, inp)
+
+        if await self._pool(explore, lambda: bool(self._frontier), inp):
+            self._continue_as_new(inp, plan)
+
+        if cover:
+            assert self._run_key is not None
+            listing = PurchaseListRequest(
+                run_key=self._run_key, community_rollout_id=phase.community_rollout_id
+            )
+            if self._purchases is None:
+                planned = await record(
+                    "discovery_plan_purchases",
+                    listing,
+                    PurchaseList,
+                    summary="phase 1: plan what to buy",
+                )
+                self._purchases = planned.lines
+
+            def buy() -> Coroutine[Any, Any, None] | None:
+                assert self._purchases is not None
+                if self._next_purchase >= self._purchases:
+                    return None
+                self._next_purchase += 1
+                return self._buy(self._next_purchase - 1, plan, inp)
+
+            if await self._pool(buy, lambda: self._next_purchase < (self._purchases or 0), inp):
+                self._continue_as_new(inp, plan)
+            missing = await record(
+                "discovery_cover_check", listing, int, summary="phase 1: check the cover"
+            )
+            if missing:
+                workflow.logger.warning(
+                    "%d sighted places were not returned by their purchase (ranking moved)",
+                    missing,
+                )
+
+        return await record(
+            "discovery_finish", phase, PhaseResult, summary="phase 1: count businesses"
+        )
+
+    async def _pool(self, take: Job, more: Callable[[], bool], inp: DiscoveryInput) -> bool:
+        """Run the jobs `take` hands out, `inp.streams` at once, until it has no more and
+        none is running. True when it stopped early, to continue-as-new."""
         pending: set[asyncio.Task[None]] = set()
         draining = False
         try:
-            while self._frontier or pending:
-                while self._frontier and not draining and len(pending) < max(inp.streams, 1):
-                    task = self._frontier.pop(0)
-                    pending.add(asyncio.create_task(self._stream(task, plan, phase_input=inp)))
+            while True:
+                while not draining and len(pending) < max(inp.streams, 1):
+                    job = take()
+                    if job is None:
+                        break
+                    pending.add(asyncio.create_task(job))
                 if not pending:
                     break
                 done, still = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -80,24 +157,24 @@ class CommunityDiscoveryWorkflow:
                 for finished in done:
                     finished.result()  # a failed stream fails the phase
                 if not draining and self._should_continue_as_new(inp):
-                    draining = True  # let running streams end, then hand over the frontier
+                    draining = True  # let running streams end, then hand over the rest
         except BaseException:
             for other in pending:
                 other.cancel()
             raise
+        return draining and more()
 
-        if draining and self._frontier:
-            carry = DiscoveryCarry(
-                frontier=self._frontier,
-                requests=self._requests,
-                cost_usd=self._cost,
-                runs=(inp.carry.runs if inp.carry else 1) + 1,
-            )
-            workflow.continue_as_new(inp.model_copy(update={"plan": plan, "carry": carry}))
-
-        return await record(
-            "discovery_finish", phase, PhaseResult, summary="phase 1: count businesses"
+    def _continue_as_new(self, inp: DiscoveryInput, plan: DiscoveryPlan) -> None:
+        carry = DiscoveryCarry(
+            frontier=self._frontier,
+            requests=self._requests,
+            cost_usd=self._cost,
+            runs=(inp.carry.runs if inp.carry else 1) + 1,
+            run_key=self._run_key,
+            purchases=self._purchases,
+            next_purchase=self._next_purchase,
         )
+        workflow.continue_as_new(inp.model_copy(update={"plan": plan, "carry": carry}))
 
     async def _stream(
         self, task: SearchTask, plan: DiscoveryPlan, phase_input: DiscoveryInput
@@ -117,6 +194,7 @@ class CommunityDiscoveryWorkflow:
                     community_id=inp.community_id,
                     region_id=plan.region_id,
                     throttle_ms=inp.throttle_ms,
+                    run_key=self._run_key,
                 ),
                 result_type=PageOutcome,
                 task_queue=PLACES_TASK_QUEUE,
@@ -135,7 +213,43 @@ class CommunityDiscoveryWorkflow:
                 break
             token = outcome.next_page_token
             page_number += 1
-        self._frontier.extend(follow_ups(task, total, plan.rules, root_box=plan.root_box))
+        if plan.rules.strategy is DiscoveryStrategy.COVER:
+            self._frontier.extend(explore_follow_ups(task, total, plan.rules))
+        else:
+            self._frontier.extend(follow_ups(task, total, plan.rules, root_box=plan.root_box))
+
+    async def _buy(self, seq: int, plan: DiscoveryPlan, phase_input: DiscoveryInput) -> None:
+        """Line `seq` of the purchase list: its pages one by one, or one Place Details."""
+        inp = phase_input.phase
+        assert self._run_key is not None
+        token: str | None = None
+        page_number = 1
+        while True:
+            outcome: PageOutcome = await workflow.execute_activity(
+                "places_buy",
+                BuyRequest(
+                    run_key=self._run_key,
+                    seq=seq,
+                    page_number=page_number,
+                    page_token=token,
+                    community_rollout_id=inp.community_rollout_id,
+                    community_id=inp.community_id,
+                    region_id=plan.region_id,
+                    throttle_ms=inp.throttle_ms,
+                ),
+                result_type=PageOutcome,
+                task_queue=PLACES_TASK_QUEUE,
+                start_to_close_timeout=PLACES_TIMEOUT,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                retry_policy=retry_policy(phase_input.places_retry, PLACES_NON_RETRYABLE),
+                summary=f"buy {seq} p{page_number}",
+            )
+            self._requests += 1
+            self._cost += outcome.cost_usd
+            if not outcome.next_page_token:
+                break
+            token = outcome.next_page_token
+            page_number += 1
 
     @staticmethod
     def _should_continue_as_new(inp: DiscoveryInput) -> bool:

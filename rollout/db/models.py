@@ -319,6 +319,52 @@ class RolloutApiUsage(Base):
     )
 
 
+class DiscoverySighting(Base):
+    """The place ids of one page of a phase 1 search (`cover` strategy): free IDs-only probes,
+    from which the purchase list is planned, and the paid pages bought after it (kept to
+    check that every sighted id was fetched). Place ids may be stored indefinitely."""
+
+    __tablename__ = "discovery_sightings"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The discovery workflow's first run id: one exploration, across continue-as-new.
+    run_key: Mapped[str] = mapped_column(String(64))
+    community_rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("community_rollouts.id", ondelete="CASCADE"), index=True
+    )
+    task_key: Mapped[str] = mapped_column(Text)
+    page_number: Mapped[int] = mapped_column(Integer)
+    paid: Mapped[bool] = mapped_column(Boolean)
+    task: Mapped[dict[str, Any]] = mapped_column(JSONB)  # the SearchTask, to buy it later
+    place_ids: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (UniqueConstraint("run_key", "task_key", "page_number", "paid"),)
+
+
+class DiscoveryPurchase(Base):
+    """One line of a phase 1 purchase list: the first `pages` pages of a probed search, or
+    one place's Place Details. `seq` is the workflow's handle on it (no ids in histories)."""
+
+    __tablename__ = "discovery_purchases"
+
+    run_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    community_rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("community_rollouts.id", ondelete="CASCADE"), index=True
+    )
+    # none_as_null: a details line has SQL NULL here, not the JSON value null.
+    task: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    pages: Mapped[int] = mapped_column(Integer)
+    place_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("(task IS NULL) <> (place_id IS NULL)", name="search_or_details"),
+        CheckConstraint("pages >= 1", name="pages_positive"),
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Phases 2-3: website scans, news sources
 # --------------------------------------------------------------------------------------
