@@ -47,11 +47,12 @@ async def succeeds(env: RolloutEnv, *args: str) -> str:
 async def test_operator_errors_and_watch_through_a_live_rollout(rollout_env: RolloutEnv) -> None:
     env = rollout_env
 
-    # Nothing started yet: each command says so and starts nothing.
-    await fails_with(env, "no rollout found for DE; start one with `start DE`", "progress", "DE")
+    # Nothing started yet (WY: no test of the session's shared server ever starts it): each
+    # command says so and starts nothing.
+    await fails_with(env, "no rollout found for WY; start one with `start WY`", "progress", "WY")
     for command in ("pause", "resume", "cancel"):
-        await fails_with(env, "no active rollout for DE", command, "DE")
-    await fails_with(env, "no active rollout for DE", "set-batch-size", "DE", "4")
+        await fails_with(env, "no active rollout for WY", command, "WY")
+    await fails_with(env, "no active rollout for WY", "set-batch-size", "WY", "4")
     # VT's communities were never seeded in this database.
     await fails_with(env, "no communities found for VT; run `python starter.py seed-communities",
                      "start", "VT")  # fmt: skip
