@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import getpass
 import json
+import logging
 import os
 import sys
 import time
@@ -572,7 +573,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def exit_now(code: int) -> NoReturn:
+    """Leave without interpreter finalization once everything is done and flushed.
+
+    The Temporal client's Rust threads can call into Python while the interpreter
+    finalizes, which aborts a short-lived client process with "Fatal Python error:
+    PyGILState_Release" (temporalio/sdk-python#300, open): a command that succeeded would
+    exit with SIGABRT. Every resource of a command is closed by its own `with` blocks before
+    main() returns, so skipping finalization loses nothing once the logs and streams are
+    flushed.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     # Run from anywhere: the project root holds the packages and the .env file.
     os.chdir(Path(__file__).resolve().parent)
-    sys.exit(main())
+    exit_now(main())
