@@ -370,6 +370,7 @@ class DiscoveryActivities:
             included_type=task.included_type,
             location_restriction=_rectangle(task.box),
             page_token=req.page_token,
+            include_pure_service_area_businesses=task.service_area,
         )
 
     @activity.defn(name="discovery_finish")

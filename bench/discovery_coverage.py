@@ -24,9 +24,10 @@ Strategies (all with the same paid field mask, `rollout.discovery.SEARCH_MASK`, 
 Ground truth: GET /sim/world?community_id=ID (the community's own businesses). Recall is
 reported three ways:
 - raw: found / all of the community's businesses;
-- findable: over those neither strategy can get: pure service-area businesses are left out
-  (both strategies search without includePureServiceAreaBusinesses, as the activity does, and
-  Google returns them without a location); closed businesses stay in (the API returns them);
+- findable: pure service-area businesses left out: laravel and stream search without
+  includePureServiceAreaBusinesses and cannot see them, cover (DISCOVERY_INCLUDE_SERVICE_AREA,
+  default on) asks for them, and Google returns them without an address or location; closed
+  businesses stay in (the API returns them);
 - in-category (the fair comparison): findable businesses whose types intersect the configured
   dense + sparse categories.
 Searches also return businesses of neighbouring communities inside the region's box: they are
@@ -136,6 +137,7 @@ async def request(places: PlacesClient, task: SearchTask, token: str | None) -> 
             high=LatLng(latitude=task.box.north, longitude=task.box.east),
         ),
         page_token=token,
+        include_pure_service_area_businesses=task.service_area,
     )
 
 
@@ -162,7 +164,9 @@ async def run_laravel(
     """One search per category or query, no splitting: at most 3 pages of a Text Search."""
     run = Run("laravel")
     radius = region_radius_m(record.population)
-    tasks = plan(settings, record.latitude, record.longitude, radius)  # the same roots
+    # The same roots as the stream strategy (paid, Nearby for sparse categories).
+    settings = settings.model_copy(update={"strategy": DiscoveryStrategy.STREAM})
+    tasks = plan(settings, record.latitude, record.longitude, radius)
 
     async def search(task: SearchTask) -> None:
         token: str | None = None

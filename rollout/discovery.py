@@ -115,6 +115,8 @@ class DiscoverySettings(BaseSettings):
     # Probe below-root cells with the free IDs-only mask before paying for them (stream).
     probe_cells: bool = True
     strategy: DiscoveryStrategy = DiscoveryStrategy.COVER
+    # cover strategy: include pure service-area businesses (no storefront) in the searches.
+    include_service_area: bool = True
 
     @property
     def rules(self) -> CoverageRules:
@@ -185,6 +187,10 @@ class SearchTask(BaseModel):
     radius_m: float | None = None
     depth: int = 0
     probe: bool = False  # IDs-only exploration (free); leaves are searched again, paid
+    # includePureServiceAreaBusinesses (Text Search only): plumbers, cleaners, caterers who
+    # serve customers at their door and have no storefront; Google returns them without an
+    # address or location.
+    service_area: bool = False
 
     @property
     def key(self) -> str:
@@ -214,10 +220,18 @@ def plan(settings: DiscoverySettings, lat: float, lng: float, radius_m: float) -
                 included_type=c,
                 box=box,
                 probe=True,
+                service_area=settings.include_service_area,
             )
             for c in dict.fromkeys(settings.dense_categories + settings.sparse_categories)
         ] + [
-            SearchTask(kind=SearchKind.TEXT, label=q, text_query=q, box=box, probe=True)
+            SearchTask(
+                kind=SearchKind.TEXT,
+                label=q,
+                text_query=q,
+                box=box,
+                probe=True,
+                service_area=settings.include_service_area,
+            )
             for q in settings.text_queries
         ]
     tasks = [

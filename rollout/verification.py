@@ -201,9 +201,10 @@ def find_duplicates(businesses: Sequence[BusinessFacts], within_m: float) -> lis
 def _missing(b: BusinessFacts, required: Iterable[str]) -> list[str]:
     present = {
         "name": bool((b.name or "").strip()),
-        # A pure service-area business has no address by design (Google omits it).
+        # A pure service-area business has no address or location by design (Google omits
+        # both).
         "formatted_address": b.pure_service_area or bool((b.formatted_address or "").strip()),
-        "location": b.latitude is not None and b.longitude is not None,
+        "location": b.pure_service_area or (b.latitude is not None and b.longitude is not None),
         "primary_type": bool(b.primary_type or b.types),
         "website_uri": bool((b.website_uri or "").strip()),
     }

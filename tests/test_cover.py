@@ -109,3 +109,21 @@ def test_every_id_is_covered_and_the_plan_does_not_depend_on_input_order() -> No
     # Cheaper than buying every probed page.
     every = sum(len(s.pages) for s in searches) * PAGE
     assert plan.cost_usd < every
+
+
+def test_the_cover_plan_probes_every_search_and_asks_for_service_area_businesses() -> None:
+    from rollout.discovery import DiscoverySettings, DiscoveryStrategy, SearchKind, plan
+
+    settings = DiscoverySettings(
+        dense_categories=["cafe"], sparse_categories=["plumber"], text_queries=["shop"]
+    )
+    tasks = plan(settings, 39.0, -75.5, 5_000)
+    assert [t.label for t in tasks] == ["cafe", "plumber", "shop"]
+    assert all(t.kind is SearchKind.TEXT and t.probe and t.service_area for t in tasks)
+    assert tasks[1].included_type == "plumber"
+
+    stream = plan(
+        settings.model_copy(update={"strategy": DiscoveryStrategy.STREAM}), 39.0, -75.5, 5_000
+    )
+    assert [t.kind for t in stream] == [SearchKind.TEXT, SearchKind.NEARBY, SearchKind.TEXT]
+    assert not any(t.probe or t.service_area for t in stream)
