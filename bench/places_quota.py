@@ -6,14 +6,16 @@
 What runs (loopback only, free ports): an ephemeral embedded stack (Postgres, the Temporal
 dev server), `placesim` with `--qpm QPM` (a 60 s sliding window per method, as Google's
 per-minute quota) and `python worker.py` with PLACES_QPM=QPM, so the `rollout-places` task
-queue is rate limited by the Temporal server at QPM / 60 activities per second for all its
-workers together. A StateRolloutWorkflow for --state (largest communities first, --batch-size
-of them at once, 4 search streams each: the defaults of the design) makes the demand; each
-`places_search_page` activity makes exactly one Places request. The default state, Alabama,
-has big communities (Birmingham, Huntsville, Montgomery, ~200k people) whose regions hold at
-most ~15k emulated businesses, so the single-threaded emulator answers a search in
-milliseconds and the rate limit, not the emulator, sets the pace (a Dallas-Fort Worth box
-holds ~100k businesses: its root searches cost the emulator a good part of a second each).
+queue is rate limited by the Temporal server at 97.5% of QPM / 60 activities per second
+(worker.places_rate) for all its workers together. A StateRolloutWorkflow for --state
+(largest communities first, --batch-size of them at once, 4 search streams each: the
+defaults of the design; phase 4 skipped unless --with-enrichment) makes the demand; each
+`places_search_page` / `places_buy` activity makes exactly one Places request. The
+default state, Alabama, has big communities (Birmingham, Huntsville, Montgomery, ~200k
+people) whose regions hold at most ~15k emulated businesses, so the single-threaded emulator
+answers a search in milliseconds and the rate limit, not the emulator, sets the pace (a
+Dallas-Fort Worth box holds ~100k businesses: its root searches cost the emulator a good part
+of a second each).
 
 Measured from the emulator's own counters (GET /sim/stats, polled every second): requests it
 received (quota-counted and refused alike), successful billed answers, and 429 refusals. The
@@ -56,9 +58,12 @@ from rollout.db.migrate import upgrade  # noqa: E402
 from rollout.dto import PLACES_TASK_QUEUE, StateRolloutInput, state_workflow_id  # noqa: E402
 from rollout.settings import Settings  # noqa: E402
 from rollout.stack import EmbeddedStack, StackConfig, free_port  # noqa: E402
+from worker import places_rate  # noqa: E402
 from workflows.state_rollout import StateRolloutWorkflow  # noqa: E402
 
-METHODS = ("searchText", "searchNearby")
+# Every request of phase 1 goes through the rate-limited queue: searches, probes and the
+# cover strategy's Place Details purchases.
+METHODS = ("searchText", "searchNearby", "getPlace")
 
 
 @dataclass(frozen=True)
@@ -221,7 +226,7 @@ def prepare(args: argparse.Namespace, stack: EmbeddedStack, console: Console) ->
     start_worker(stack, env, name="worker-1")
     console.print(
         f"worker-1 polling with PLACES_QPM={worker_qpm} (rollout-places limited to "
-        f"{worker_qpm / 60:g}/s); stack ready in {time.monotonic() - started:.0f} s"
+        f"{places_rate(worker_qpm):g}/s); stack ready in {time.monotonic() - started:.0f} s"
     )
     return Setup(stack, sim_url, env)
 
@@ -234,7 +239,13 @@ async def drive(args: argparse.Namespace, setup: Setup, console: Console) -> int
     )
     await client.start_workflow(
         StateRolloutWorkflow.run,
-        StateRolloutInput(state_code=args.state, batch_size=args.batch_size),
+        # Phase 1 is the subject: phase 4's Place Details are paced per worker process, not
+        # by the rollout-places queue (--with-enrichment shows them sharing getPlace's quota).
+        StateRolloutInput(
+            state_code=args.state,
+            batch_size=args.batch_size,
+            skip_enrichment=not args.with_enrichment,
+        ),
         id=state_workflow_id(args.state),
         task_queue="rollout",
     )
@@ -272,6 +283,10 @@ async def drive(args: argparse.Namespace, setup: Setup, console: Console) -> int
         await terminate_running(client)
     final = await asyncio.to_thread(sample, setup.sim_url)
     report(console, qpm, args.worker_qpm or qpm, windows, samples, final)
+    async with httpx.AsyncClient(timeout=60) as http:
+        stats = (await http.get(f"{setup.sim_url}/sim/stats")).json()
+    refused = {m: c for m, c in stats["rate_limited"].items() if any(c.values())}
+    console.print(f"429 answers by method and quota: {refused or 'none'}")
     return 0
 
 
@@ -285,11 +300,12 @@ def report(
 ) -> None:
     table = Table(
         title=f"Places quota: {qpm} requests/min per method; workers' PLACES_QPM {worker_qpm} "
-        f"(rollout-places limited to {worker_qpm / 60:g}/s)"
+        f"(rollout-places limited to {places_rate(worker_qpm):g}/s)"
     )
     for column in (
         "phase", "window s", "received", "answered", "answered/min", "% of quota",
-        "429s in window", "searchText/min", "searchNearby/min", "backlog min/mean",
+        "429s in window", "searchText/min", "searchNearby/min", "getPlace/min",
+        "backlog min/mean",
     ):  # fmt: skip
         table.add_column(column, justify="left" if column == "phase" else "right", no_wrap=True)
     for w in windows:
@@ -331,6 +347,9 @@ def main() -> int:
     parser.add_argument("--settle-s", type=float, default=15.0)
     parser.add_argument("--workers", default="1,2", help="worker processes per phase")
     parser.add_argument("--cache-businesses", type=int, default=1_000_000)
+    parser.add_argument(
+        "--with-enrichment", action="store_true", help="run phase 4 too (paced per worker)"
+    )
     args = parser.parse_args()
     console = Console(width=240)
     with (
