@@ -113,7 +113,7 @@ class DiscoveryActivities:
     async def places_search_page(self, req: PageRequest) -> PageOutcome:
         endpoint = "searchNearby" if req.task.kind is SearchKind.NEARBY else "searchText"
         try:
-            page = await self._request(req)
+            page = await self._request(req.task, req.page_token)
         except PlacesError as error:
             metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
             raise to_application_error(error) from None
@@ -222,40 +222,28 @@ class DiscoveryActivities:
                 type="InvalidRequestError",
                 non_retryable=True,
             )
-        places: Sequence[Place]
+        task = None if line.task is None else SearchTask.model_validate(line.task)
+        endpoint = (Endpoint.GET_PLACE if task is None else Endpoint.SEARCH_TEXT).value
         billed: SearchPage | DetailsResult
-        if line.place_id is not None:
-            endpoint, task, next_token = Endpoint.GET_PLACE.value, None, None
-            try:
-                details = await self.places.get_place(line.place_id, DETAILS_MASK)
-            except NotFoundError:
+        try:
+            if task is None:
+                assert line.place_id is not None
+                billed = await self.places.get_place(line.place_id, DETAILS_MASK)
+            else:
+                billed = await self._request(task, req.page_token)
+        except PlacesError as error:
+            if task is None and isinstance(error, NotFoundError):
                 # Gone since it was sighted (closed for good, or merged): nothing to buy.
                 activity.logger.warning("place %s no longer exists", line.place_id)
                 return PageOutcome(result_count=0, sku="-", cost_usd=Decimal(0))
-            except PlacesError as error:
-                metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
-                raise to_application_error(error) from None
-            billed, places = details, [details.place]
+            metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
+            raise to_application_error(error) from None
+        places: Sequence[Place]
+        if isinstance(billed, SearchPage):
+            places = billed.places
+            next_token = billed.next_page_token if req.page_number < line.pages else None
         else:
-            assert line.task is not None
-            task = SearchTask.model_validate(line.task)
-            endpoint = Endpoint.SEARCH_TEXT.value
-            try:
-                page = await self._request(
-                    PageRequest(
-                        task=task,
-                        page_token=req.page_token,
-                        page_number=req.page_number,
-                        community_rollout_id=req.community_rollout_id,
-                        community_id=req.community_id,
-                        region_id=req.region_id,
-                    )
-                )
-            except PlacesError as error:
-                metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
-                raise to_application_error(error) from None
-            billed, places = page, page.places
-            next_token = page.next_page_token if req.page_number < line.pages else None
+            places, next_token = [billed.place], None
         metrics.places_request(endpoint, billed.sku, "ok", billed.cost)
         await self._log_usage(req.community_rollout_id, endpoint, billed)
         if places:
@@ -347,8 +335,7 @@ class DiscoveryActivities:
                 session, places, community_id=community_id, region_id=region_id
             )
 
-    async def _request(self, req: PageRequest) -> SearchPage:
-        task = req.task
+    async def _request(self, task: SearchTask, page_token: str | None) -> SearchPage:
         mask = PROBE_MASK if task.probe else SEARCH_MASK
         if task.kind is SearchKind.NEARBY:
             assert task.center_lat is not None
@@ -369,7 +356,7 @@ class DiscoveryActivities:
             mask,
             included_type=task.included_type,
             location_restriction=_rectangle(task.box),
-            page_token=req.page_token,
+            page_token=page_token,
             include_pure_service_area_businesses=task.service_area,
         )
 

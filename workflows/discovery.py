@@ -49,7 +49,7 @@ PLACES_NON_RETRYABLE = ["PlacesAccessError", "InvalidRequestError", "NotFoundErr
 PLACES_TIMEOUT = timedelta(seconds=30)  # the client's own timeout is 10 s
 
 
-Job = Callable[[], Coroutine[Any, Any, None] | None]
+Job = Callable[[], Coroutine[Any, Any, None]]
 
 
 @workflow.defn(name="CommunityDiscoveryWorkflow")
@@ -94,12 +94,10 @@ class CommunityDiscoveryWorkflow:
         if cover and self._run_key is None:
             self._run_key = workflow.info().run_id  # names this exploration's sightings
 
-        def explore() -> Coroutine[Any, Any, None] | None:
-            if not self._frontier:
-                return None
+        def explore() -> Coroutine[Any, Any, None]:
             return self._stream(self._frontier.pop(0), plan, inp)
 
-        if await self._pool(explore, lambda: bool(self._frontier), inp):
+        if await self._pool(lambda: bool(self._frontier), explore, inp):
             self._continue_as_new(inp, plan)
 
         if cover:
@@ -116,14 +114,11 @@ class CommunityDiscoveryWorkflow:
                 )
                 self._purchases = planned.lines
 
-            def buy() -> Coroutine[Any, Any, None] | None:
-                assert self._purchases is not None
-                if self._next_purchase >= self._purchases:
-                    return None
+            def buy() -> Coroutine[Any, Any, None]:
                 self._next_purchase += 1
                 return self._buy(self._next_purchase - 1, plan, inp)
 
-            if await self._pool(buy, lambda: self._next_purchase < (self._purchases or 0), inp):
+            if await self._pool(lambda: self._next_purchase < (self._purchases or 0), buy, inp):
                 self._continue_as_new(inp, plan)
             missing = await record(
                 "discovery_cover_check", listing, int, summary="phase 1: check the cover"
@@ -138,18 +133,15 @@ class CommunityDiscoveryWorkflow:
             "discovery_finish", phase, PhaseResult, summary="phase 1: count businesses"
         )
 
-    async def _pool(self, take: Job, more: Callable[[], bool], inp: DiscoveryInput) -> bool:
-        """Run the jobs `take` hands out, `inp.streams` at once, until it has no more and
-        none is running. True when it stopped early, to continue-as-new."""
+    async def _pool(self, more: Callable[[], bool], take: Job, inp: DiscoveryInput) -> bool:
+        """Run the jobs `take` hands out while `more()`, `inp.streams` at once, until there
+        are no more and none is running. True when it stopped early, to continue-as-new."""
         pending: set[asyncio.Task[None]] = set()
         draining = False
         try:
             while True:
-                while not draining and len(pending) < max(inp.streams, 1):
-                    job = take()
-                    if job is None:
-                        break
-                    pending.add(asyncio.create_task(job))
+                while not draining and len(pending) < max(inp.streams, 1) and more():
+                    pending.add(asyncio.create_task(take()))
                 if not pending:
                     break
                 done, still = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
