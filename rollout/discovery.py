@@ -212,27 +212,19 @@ def plan(settings: DiscoverySettings, lat: float, lng: float, radius_m: float) -
     if settings.strategy is DiscoveryStrategy.COVER:
         # Everything is explored free first, so sparse categories are Text Searches too
         # (a Nearby Search has no free IDs-only SKU).
+        categories = dict.fromkeys(settings.dense_categories + settings.sparse_categories)
         return [
             SearchTask(
                 kind=SearchKind.TEXT,
-                label=c,
-                text_query=category_query(c),
-                included_type=c,
+                label=label,
+                text_query=category_query(label) if included_type else label,
+                included_type=included_type,
                 box=box,
                 probe=True,
                 service_area=settings.include_service_area,
             )
-            for c in dict.fromkeys(settings.dense_categories + settings.sparse_categories)
-        ] + [
-            SearchTask(
-                kind=SearchKind.TEXT,
-                label=q,
-                text_query=q,
-                box=box,
-                probe=True,
-                service_area=settings.include_service_area,
-            )
-            for q in settings.text_queries
+            for label, included_type in [(c, c) for c in categories]
+            + [(q, None) for q in settings.text_queries]
         ]
     tasks = [
         SearchTask(

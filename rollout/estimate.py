@@ -18,7 +18,7 @@ a share of them:
   only, sparse categories too, and the purchase list buys the businesses the searches match
   (together, capped at all of them) at COVER_IDS_PER_PAGE per paid page, plus one Place
   Details for COVER_DETAILS_SHARE of them (both measured on the emulator's worlds by
-  bench/discovery_coverage.py: 12.3-15 ids per page, 0-3.4% by details);
+  bench/discovery_coverage.py: 11.9-15.8 ids per page, 0-3.3% by details);
 - enrichment (unless skipped) costs one Place Details per business with a website.
 Prices come from the dated price list (rollout/places/pricing.py), at the first paid tier,
 without the monthly free caps (shown separately).
@@ -77,17 +77,16 @@ class Estimate:
 
 
 def _text_requests(matches: float) -> tuple[int, int]:
-    """(paid pages, free probe pages) for one dense search of `matches` results."""
+    """(paid pages, free probe pages) for one dense search of `matches` results (stream)."""
     if matches <= TEXT_SEARCH_CAP:
         return max(1, math.ceil(matches / PAGE)), 0
-    leaves = math.ceil(matches / LEAF_FILL)
-    paid = 3 + leaves * 3  # the saturated root is paid, then every leaf
-    probes = math.ceil(leaves * 4 / 3) * 3
-    return paid, probes
+    paid = 3 + math.ceil(matches / LEAF_FILL) * 3  # the saturated root is paid, then every leaf
+    return paid, _probe_pages(matches) - 3  # every cell below the root is probed
 
 
 def _probe_pages(matches: float) -> int:
-    """Free probe pages of one search of `matches` results walked to its leaves."""
+    """Free probe pages of one search of `matches` results walked to its leaves (cover:
+    the root too; about 4/3 as many cells as leaves above them, 3 pages each)."""
     if matches <= TEXT_SEARCH_CAP:
         return max(1, math.ceil(matches / PAGE))
     leaves = math.ceil(matches / LEAF_FILL)

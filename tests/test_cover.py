@@ -6,7 +6,14 @@ import random
 from decimal import Decimal
 
 from rollout.cover import ProbedSearch, Purchase, plan_cover
-from rollout.discovery import DETAILS_MASK, SEARCH_MASK
+from rollout.discovery import (
+    DETAILS_MASK,
+    SEARCH_MASK,
+    DiscoverySettings,
+    DiscoveryStrategy,
+    SearchKind,
+    plan,
+)
 from rollout.places.pricing import Endpoint, request_cost, sku_for
 
 PAGE = request_cost(sku_for(Endpoint.SEARCH_TEXT, SEARCH_MASK))
@@ -112,8 +119,6 @@ def test_every_id_is_covered_and_the_plan_does_not_depend_on_input_order() -> No
 
 
 def test_the_cover_plan_probes_every_search_and_asks_for_service_area_businesses() -> None:
-    from rollout.discovery import DiscoverySettings, DiscoveryStrategy, SearchKind, plan
-
     settings = DiscoverySettings(
         dense_categories=["cafe"], sparse_categories=["plumber"], text_queries=["shop"]
     )
