@@ -119,9 +119,11 @@ def embedded_stack(
     places_qpm: int | None = None,
     worker_env: dict[str, str] | None = None,
     demo: bool = False,
+    seed_only: tuple[str, int] | None = None,
 ) -> Iterator[tuple[EmbeddedStack, int, str]]:
     """Postgres, Temporal (Web UI), schema, communities, the emulator and a worker.
 
+    `seed_only` (state, n) seeds just that state's n largest communities instead of all.
     Yields the stack, the number of communities seeded and the Places URL in use."""
     overrides: dict[str, object] = {}
     for option, field in (
@@ -142,7 +144,11 @@ def embedded_stack(
     config = StackConfig.from_settings(settings, **overrides)
     with EmbeddedStack(config) as stack:
         migrate(stack.database_url)
-        result = asyncio.run(seed_from_data_file(stack.database_url))
+        if seed_only:
+            state, limit = seed_only
+            result = asyncio.run(seed_from_data_file(stack.database_url, state, limit=limit))
+        else:
+            result = asyncio.run(seed_from_data_file(stack.database_url))
         # Nobody pays for a local stack: the emulator answers unless PLACES_BASE_URL was set.
         places_url = None
         extra: dict[str, str] = dict(worker_env or {})
@@ -176,21 +182,32 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     from rich.live import Live
 
-    from cli.render import progress_view
+    from cli.render import progress_line, progress_view
 
     started = time.monotonic()
     rollout = RolloutSettings(batch_size=args.batch_size, throttle_ms=0)
+    control.check_input(args.state, rollout, initiated_by="demo")
     with embedded_stack(
-        args, settings, places_qpm=DEMO_PLACES_QPM, worker_env=DEMO_DISCOVERY, demo=True
+        args,
+        settings,
+        places_qpm=DEMO_PLACES_QPM,
+        worker_env=DEMO_DISCOVERY,
+        demo=True,
+        seed_only=(args.state, args.communities) if args.communities else None,
     ) as (
         stack,
         communities,
         places_url,
     ):
+        seeded = (
+            f"the {communities:,} largest communities of {STATE_NAMES[args.state]}"
+            if args.communities
+            else f"{communities:,} communities"
+        )
         console.print(
             f"[bold green]stack up[/] in {time.monotonic() - started:.0f}s: Temporal "
-            f"{stack.temporal_address}, Web UI {stack.ui_url}, Places {places_url}, "
-            f"{communities:,} communities"
+            f"{stack.temporal_address}, Web UI {stack.ui_url}, Places {places_url}, {seeded}",
+            soft_wrap=True,
         )
         stack_settings = settings.model_copy(
             update={
@@ -204,14 +221,31 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
             handle = await control.start(
                 client, stack_settings, args.state, rollout, initiated_by="demo"
             )
-            document = await control.progress(client, stack_settings, args.state)
-            with Live(progress_view(document), console=console, refresh_per_second=4) as live:
-                result = asyncio.ensure_future(handle.result())
+            result = asyncio.ensure_future(handle.result())
+
+            async def follow(show: Callable[[ProgressDocument], None]) -> None:
                 while not result.done():
                     await asyncio.wait([result], timeout=1)
                     _watch_services(stack)
-                    document = await control.progress(client, stack_settings, args.state)
-                    live.update(progress_view(document))
+                    show(await control.progress(client, stack_settings, args.state))
+
+            document = await control.progress(client, stack_settings, args.state)
+            if console.is_terminal:
+                with Live(progress_view(document), console=console, refresh_per_second=4) as live:
+                    await follow(lambda doc: live.update(progress_view(doc)))
+            else:
+                # Piped or logged: a plain line whenever something changed (a live bar
+                # would print its last frame glued to the summary).
+                last = [progress_line(document)]
+                console.print(last[0], soft_wrap=True)
+
+                def print_changes(doc: ProgressDocument) -> None:
+                    line = progress_line(doc)
+                    if line != last[0]:
+                        console.print(line, soft_wrap=True)
+                        last[0] = line
+
+                await follow(print_changes)
             summary: RolloutSummary = result.result()
             return summary
 
@@ -223,6 +257,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
             while True:
                 _watch_services(stack)
                 time.sleep(1)
+
+
+def _usd(amount: Decimal) -> str:
+    """Dollars and cents, half a cent rounded up (format() would round half to even)."""
+    return f"${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
 
 
 def _print_demo_summary(
@@ -244,15 +283,15 @@ def _print_demo_summary(
     table.add_row("  with websites", f"{report.with_websites:,}")
     table.add_row("news sources", f"{summary.news_sources:,}")
     for sku, requests, cost in report.cost_by_sku:
-        table.add_row(f"  {sku}", f"{requests:,} requests, ${cost:,.2f}")
-    cents = summary.cost_usd.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    table.add_row("Places cost (list price)", f"${cents:,}")
+        table.add_row(f"  {sku}", f"{requests:,} requests, {_usd(cost)}")
+    table.add_row("Places cost (list price)", _usd(summary.cost_usd))
     table.add_row("elapsed", f"{elapsed:,.0f} s")
     console.print(table)
     workflow = f"{stack.ui_url}/namespaces/{stack.config.namespace}/workflows"
-    console.print(f"Web UI: {workflow}/{state_workflow_id(state)}")
+    console.print(f"Web UI: {workflow}/{state_workflow_id(state)}", soft_wrap=True)
     console.print(
-        f"        {workflow}?query=RolloutStateCode%3D%22{state}%22 (the rollout and its children)"
+        f"        {workflow}?query=RolloutStateCode%3D%22{state}%22 (the rollout and its children)",
+        soft_wrap=True,
     )
 
 
@@ -271,6 +310,16 @@ def _print_stack(stack: EmbeddedStack, communities: int, places_url: str) -> Non
     console.print("  python starter.py start DE && python starter.py progress DE --watch")
     console.print(f"  pids: {' '.join(map(str, stack.pids()))}")
     console.print("Press Ctrl-C to stop everything.", style="dim")
+
+
+def _positive_arg(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return number
 
 
 def _budget_arg(value: str) -> Decimal:
@@ -526,6 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("state", nargs="?", type=_state_arg, default=DEMO_STATE, help="(default DE)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--communities",
+        type=_positive_arg,
+        metavar="N",
+        help="only the state's N largest communities (a shorter demo)",
+    )
     p.add_argument("--keep", action="store_true", help="leave the stack up afterwards")
     for option in ("--postgres-port", "--temporal-port", "--ui-port", "--placesim-port"):
         p.add_argument(option, type=_port_arg, help=argparse.SUPPRESS)

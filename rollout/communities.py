@@ -89,6 +89,11 @@ def load_communities(state: str | None = None, path: Path = DATA_FILE) -> list[C
     return records
 
 
+def largest(records: Iterable[CommunityRecord], n: int) -> list[CommunityRecord]:
+    """The `n` largest communities, in the order a rollout takes them (population, then id)."""
+    return sorted(records, key=lambda r: (-r.population, r.id))[:n]
+
+
 def counts_by_state(records: Iterable[CommunityRecord]) -> dict[str, int]:
     counts = dict.fromkeys(STATE_NAMES, 0)
     for record in records:
@@ -200,14 +205,19 @@ class SchemaMissingError(RuntimeError):
     pass
 
 
-async def seed_from_data_file(database_url: str, state: str | None = None) -> SeedResult:
-    """Load the shipped data file (one state or all) into the database at `database_url`."""
+async def seed_from_data_file(
+    database_url: str, state: str | None = None, *, limit: int | None = None
+) -> SeedResult:
+    """Load the shipped data file (one state or all) into the database at `database_url`;
+    with `limit`, only that many of the largest communities (the demo's short rollouts)."""
     from sqlalchemy.exc import ProgrammingError
 
     from rollout.db.errors import is_connection_error, unavailable
     from rollout.db.session import create_engine, describe_url
 
     records = load_communities(state)  # validates the state before touching the database
+    if limit is not None:
+        records = largest(records, limit)
     engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.begin() as conn:

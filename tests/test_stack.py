@@ -20,43 +20,7 @@ from temporalio.client import Client
 
 from rollout.stack import SEARCH_ATTRIBUTES, EmbeddedStack, StackConfig, free_port
 from tests.conftest import PROJECT_ROOT
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes (its parent has not reaped it yet).
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
-def wait_gone(pids: list[int], timeout: float = 20) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = [p for p in pids if alive(p)]
-        if not left:
-            return []
-        time.sleep(0.2)
-    return [p for p in pids if alive(p)]
-
-
-def processes_using(path: Path) -> list[int]:
-    """Pids whose command line mentions `path` (postgres -D <dir>, temporal --db-filename)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(path) in cmdline and alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
+from tests.processes import alive, processes_using, wait_gone
 
 
 async def test_stack_answers(stack: EmbeddedStack) -> None:
