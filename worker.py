@@ -2,10 +2,11 @@
 
     python worker.py        # uses TEMPORAL_ADDRESS, DATABASE_URL, PLACES_* from the environment
 
-- `rollout`: the workflows, the bookkeeping activities and phases 2-6;
-- `rollout-places`: one Places HTTP request per activity, rate limited server-side for the
-  whole queue at 97.5% of PLACES_QPM / 60 per second (see PLACES_QUOTA_SHARE), so any
-  number of workers holds the quota.
+- `rollout`: the workflows, the bookkeeping activities and phases 2, 3, 5 and 6;
+- `rollout-places`: one Places HTTP request per activity (phase 1's searches and purchases,
+  phase 4's Place Details), rate limited server-side for the whole queue at 97.5% of
+  PLACES_QPM / 60 per second (see PLACES_QUOTA_SHARE), so any number of workers holds the
+  quota.
 
 SIGINT / SIGTERM stop polling, let running activities finish (graceful shutdown), exit 0.
 """
@@ -43,14 +44,24 @@ from rollout.dto import PLACES_TASK_QUEUE, ROLLOUT_TASK_QUEUE
 from rollout.logsetup import configure_logging
 from rollout.phase_settings import PhaseSettings, get_phase_settings
 from rollout.places.client import PlacesClient
-from rollout.settings import Settings, get_settings
+from rollout.settings import WORKER_GRACEFUL_SHUTDOWN_S, Settings, get_settings
 from rollout.webscan.fetcher import WebFetcher
-from workflows import CommunityDiscoveryWorkflow, CommunityRolloutWorkflow, StateRolloutWorkflow
+from workflows import (
+    CommunityDiscoveryWorkflow,
+    CommunityEnrichmentWorkflow,
+    CommunityRolloutWorkflow,
+    StateRolloutWorkflow,
+)
 
 log = logging.getLogger("worker")
 
-WORKFLOWS = [StateRolloutWorkflow, CommunityRolloutWorkflow, CommunityDiscoveryWorkflow]
-GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+WORKFLOWS = [
+    StateRolloutWorkflow,
+    CommunityRolloutWorkflow,
+    CommunityDiscoveryWorkflow,
+    CommunityEnrichmentWorkflow,
+]
+GRACEFUL_SHUTDOWN = timedelta(seconds=WORKER_GRACEFUL_SHUTDOWN_S)
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
@@ -137,7 +148,7 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
     scan = WebsiteScanActivities(res.sessions, res.phase_settings, res.fetcher)
     news = NewsSourceActivities(res.sessions, res.phase_settings, res.fetcher)
     enrichment = EnrichmentActivities(
-        res.sessions, res.phase_settings, places_qpm=settings.places_qpm
+        res.sessions, res.places, res.phase_settings, places_qpm=settings.places_qpm
     )
     verification = VerificationActivities(res.sessions, res.phase_settings)
     rollout_worker = Worker(
@@ -158,7 +169,9 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
             discovery.discovery_finish,
             scan.scan_websites,
             news.setup_news_sources,
-            enrichment.enrich,
+            enrichment.targets,
+            enrichment.finish,
+            enrichment.enrich,  # only for workflows from before phase 4's child workflow
             verification.verify,
             res.seeding.seed_platforms,
         ],
@@ -171,7 +184,11 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
     places_worker = Worker(
         client,
         task_queue=PLACES_TASK_QUEUE,
-        activities=[discovery.places_search_page, discovery.places_buy],
+        activities=[
+            discovery.places_search_page,
+            discovery.places_buy,
+            enrichment.places_enrich,
+        ],
         max_task_queue_activities_per_second=places_rate(settings.places_qpm),
         disable_eager_activity_execution=True,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

@@ -1,24 +1,42 @@
-"""Phase 4 activity: Pro enrichment with Place Details (skipped with skip_enrichment)."""
+"""Phase 4 activities: Pro enrichment with Place Details (skipped with skip_enrichment).
+
+CommunityEnrichmentWorkflow lists the targets (`phase4_targets`), makes one request per
+`places_enrich` activity on the rate-limited `rollout-places` queue, and totals up
+(`phase4_finish`). Workflows list business ids only, never place ids.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable
 from datetime import timedelta
+from decimal import Decimal
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from activities._heartbeat import Heartbeater
-from rollout.dto import PhaseInput, PhaseResult
+from rollout.dto import (
+    EnrichmentFinish,
+    EnrichOutcome,
+    EnrichRequest,
+    EnrichTargets,
+    EnrichTargetsRequest,
+    PhaseInput,
+    PhaseResult,
+)
 from rollout.enrichment import (
-    AnswerCapture,
     EnrichProgress,
     Pacer,
+    TargetOutcome,
+    count_fresh,
     enrich_community,
+    enrich_target,
     phase_cost,
+    stale_target,
+    target_page,
 )
 from rollout.phase_settings import PhaseSettings, get_phase_settings
 from rollout.places.client import PlacesClient
@@ -32,13 +50,6 @@ from rollout.status import Phase, PhaseStatus
 PLACES_ACCESS_ERROR = "PlacesAccessError"
 # Google's guidance: wait at least 30 s after a per-minute quota error.
 MIN_QUOTA_RETRY = timedelta(seconds=30)
-
-PlacesFactory = Callable[[httpx.AsyncBaseTransport], PlacesClient]
-
-
-def default_places_factory(transport: httpx.AsyncBaseTransport) -> PlacesClient:
-    settings = get_settings()
-    return PlacesClient(settings.places_base_url, settings.places_api_key, transport=transport)
 
 
 def places_failure(exc: PlacesError) -> ApplicationError:
@@ -69,23 +80,101 @@ class EnrichmentActivities:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        places: PlacesClient,
         settings: PhaseSettings | None = None,
-        places: PlacesFactory | None = None,
         *,
         places_qpm: int | None = None,
     ) -> None:
-        """`places` builds a PlacesClient on the given transport (default: from
-        PLACES_BASE_URL and PLACES_API_KEY). Place Details requests of all this object's
-        activities together stay under `places_qpm` per minute (default PLACES_QPM)."""
+        """`places` is the process's shared client. `places_qpm` paces only the older
+        one-activity form (`phase4_enrich`); `places_enrich` is paced by its task queue."""
         self.sessions = sessions
+        self.places = places
         self.settings = settings or get_phase_settings()
-        self.places = places or default_places_factory
         self.pacer = Pacer((places_qpm or get_settings().places_qpm) / 60)
         # Fail at worker start, not mid-rollout, on a mask the API would refuse.
         self.sku = sku_for(Endpoint.GET_PLACE, self.settings.enrichment_field_mask)
 
+    # -- phase 4 as CommunityEnrichmentWorkflow: list, one request per activity, finish --
+
+    @activity.defn(name="phase4_targets")
+    async def targets(self, req: EnrichTargetsRequest) -> EnrichTargets:
+        """The next page of business ids to enrich; the first page also marks the phase
+        running and counts the businesses still fresh."""
+        fresh_days = self.settings.enrichment_fresh_days
+        async with self.sessions.begin() as session:
+            fresh = None
+            if req.after_business_id == 0:
+                await mark_phase(
+                    session, req.community_rollout_id, Phase.ENRICHMENT, PhaseStatus.RUNNING
+                )
+                fresh = await count_fresh(session, req.community_id, fresh_days)
+            ids = await target_page(
+                session, req.community_id, fresh_days, req.after_business_id, req.limit
+            )
+        return EnrichTargets(business_ids=ids, fresh=fresh)
+
+    @activity.defn(name="places_enrich")
+    async def places_enrich(self, req: EnrichRequest) -> EnrichOutcome:
+        """One Place Details (on `rollout-places`): nothing when the business is fresh by
+        now, which also makes a retry after a stored answer free."""
+        async with self.sessions() as session:
+            target = await stale_target(
+                session, req.business_id, self.settings.enrichment_fresh_days
+            )
+        if target is None:
+            return EnrichOutcome(outcome="fresh")
+        key = f"{request_key_prefix(activity.info())}/{target.place_id}"
+        try:
+            outcome, cost = await enrich_target(
+                self.sessions,
+                self.places,
+                target,
+                community_rollout_id=req.community_rollout_id,
+                field_mask=self.settings.enrichment_field_mask,
+                request_key=key,
+            )
+        except PlacesError as exc:
+            metrics.places_request(Endpoint.GET_PLACE.value, "-", type(exc).__name__, Decimal(0))
+            raise places_failure(exc) from None
+        except FieldMaskError as exc:
+            raise ApplicationError(str(exc), type="PhaseConfigError", non_retryable=True) from None
+        if outcome is TargetOutcome.ENRICHED:
+            metrics.places_request(Endpoint.GET_PLACE.value, self.sku, "ok", cost)
+        if req.throttle_ms:
+            await asyncio.sleep(req.throttle_ms / 1000)  # the operator's throttle, as phase 1
+        return EnrichOutcome(outcome=outcome.value, cost_usd=cost)
+
+    @activity.defn(name="phase4_finish")
+    async def finish(self, req: EnrichmentFinish) -> PhaseResult:
+        cr_id = req.phase.community_rollout_id
+        async with self.sessions.begin() as session:
+            cost = await phase_cost(session, cr_id)
+            await mark_phase(session, cr_id, Phase.ENRICHMENT, PhaseStatus.COMPLETED)
+        activity.logger.info(
+            "community %s: %s enriched (%s), %s still fresh, %s not found; phase cost $%s",
+            req.phase.community_id,
+            req.enriched,
+            self.sku,
+            req.fresh,
+            req.not_found,
+            cost,
+        )
+        return PhaseResult(
+            phase=int(Phase.ENRICHMENT),
+            counts={
+                "businesses_enriched": req.enriched,
+                "enrichment_fresh_skipped": req.fresh,
+                "enrichment_not_found": req.not_found,
+            },
+            cost_usd=cost,
+        )
+
+    # -- the older form: the whole phase in one activity, paced per worker process --------
+
     @activity.defn(name="phase4_enrich")
     async def enrich(self, inp: PhaseInput) -> PhaseResult:
+        """Kept for workflows started before phase 4 became CommunityEnrichmentWorkflow
+        (workflows/community_rollout.py's patch); new ones never schedule it."""
         phase = Phase.ENRICHMENT
         cr_id = inp.community_rollout_id
         if inp.skip_enrichment:
@@ -97,16 +186,11 @@ class EnrichmentActivities:
 
         prefix = request_key_prefix(activity.info())
         progress = EnrichProgress()
-        capture = AnswerCapture()
         try:
-            client = self.places(capture)
-        except ValueError as exc:  # no API key configured: nothing can run until one is
-            raise ApplicationError(str(exc), type=PLACES_ACCESS_ERROR, non_retryable=True) from None
-        try:
-            async with client, Heartbeater(progress.details, self.settings.phase_heartbeat_s):
+            async with Heartbeater(progress.details, self.settings.phase_heartbeat_s):
                 fresh = await enrich_community(
                     self.sessions,
-                    client,
+                    self.places,
                     community_id=inp.community_id,
                     community_rollout_id=cr_id,
                     field_mask=self.settings.enrichment_field_mask,
@@ -114,7 +198,6 @@ class EnrichmentActivities:
                     request_key=lambda place_id: f"{prefix}/{place_id}",
                     throttle_s=inp.throttle_ms / 1000,
                     progress=progress,
-                    capture=capture,
                     pacer=self.pacer,
                 )
         except PlacesError as exc:
@@ -132,18 +215,12 @@ class EnrichmentActivities:
         async with self.sessions.begin() as session:
             cost = await phase_cost(session, cr_id)
             await mark_phase(session, cr_id, phase, PhaseStatus.COMPLETED)
-        counts = {
-            "businesses_enriched": progress.enriched,
-            "enrichment_fresh_skipped": fresh,
-            "enrichment_not_found": progress.not_found,
-        }
-        activity.logger.info(
-            "community %s: %s enriched (%s), %s still fresh, %s not found; phase cost $%s",
-            inp.community_id,
-            progress.enriched,
-            self.sku,
-            fresh,
-            progress.not_found,
-            cost,
+        return PhaseResult(
+            phase=int(phase),
+            counts={
+                "businesses_enriched": progress.enriched,
+                "enrichment_fresh_skipped": fresh,
+                "enrichment_not_found": progress.not_found,
+            },
+            cost_usd=cost,
         )
-        return PhaseResult(phase=int(phase), counts=counts, cost_usd=cost)

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/places_quota.py [--state AL] [--batch-size 10] [--qpm 600]
         [--worker-qpm N] [--warmup-s 30] [--measure-s 75] [--settle-s 15] [--workers 1,2]
+        [--skip-enrichment]
 
 What runs (loopback only, free ports): an ephemeral embedded stack (Postgres, the Temporal
 dev server), `placesim` with `--qpm QPM` (a 60 s sliding window per method, as Google's
@@ -9,8 +10,9 @@ per-minute quota) and `python worker.py` with PLACES_QPM=QPM, so the `rollout-pl
 queue is rate limited by the Temporal server at 97.5% of QPM / 60 activities per second
 (worker.places_rate) for all its workers together. A StateRolloutWorkflow for --state
 (largest communities first, --batch-size of them at once, 4 search streams each: the
-defaults of the design; phase 4 skipped unless --with-enrichment) makes the demand; each
-`places_search_page` / `places_buy` activity makes exactly one Places request. The
+defaults of the design, phase 4 included unless --skip-enrichment) makes the demand; each
+`places_search_page` / `places_buy` / `places_enrich` activity makes exactly one Places
+request. The
 default state, Alabama, has big communities (Birmingham, Huntsville, Montgomery, ~200k
 people) whose regions hold at most ~15k emulated businesses, so the single-threaded emulator
 answers a search in milliseconds and the rate limit, not the emulator, sets the pace (a
@@ -239,12 +241,11 @@ async def drive(args: argparse.Namespace, setup: Setup, console: Console) -> int
     )
     await client.start_workflow(
         StateRolloutWorkflow.run,
-        # Phase 1 is the subject: phase 4's Place Details are paced per worker process, not
-        # by the rollout-places queue (--with-enrichment shows them sharing getPlace's quota).
+        # Phases 1 and 4 both send their requests through the rollout-places queue.
         StateRolloutInput(
             state_code=args.state,
             batch_size=args.batch_size,
-            skip_enrichment=not args.with_enrichment,
+            skip_enrichment=args.skip_enrichment,
         ),
         id=state_workflow_id(args.state),
         task_queue="rollout",
@@ -347,9 +348,7 @@ def main() -> int:
     parser.add_argument("--settle-s", type=float, default=15.0)
     parser.add_argument("--workers", default="1,2", help="worker processes per phase")
     parser.add_argument("--cache-businesses", type=int, default=1_000_000)
-    parser.add_argument(
-        "--with-enrichment", action="store_true", help="run phase 4 too (paced per worker)"
-    )
+    parser.add_argument("--skip-enrichment", action="store_true", help="phase 1's requests only")
     args = parser.parse_args()
     console = Console(width=240)
     with (

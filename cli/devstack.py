@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from placesim.process import placesim_process, placesim_ready
-from rollout.settings import EMULATOR_API_KEY, Settings
+from rollout.settings import EMULATOR_API_KEY, WORKER_GRACEFUL_SHUTDOWN_S, Settings
 from rollout.stack import EmbeddedStack, ManagedProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +61,9 @@ def start_worker(
         log_path,
         env={**env, "WORKER_READY_FILE": str(ready_file)},
         cwd=PROJECT_ROOT,
+        # The worker's own graceful shutdown lets running activities finish for up to
+        # WORKER_GRACEFUL_SHUTDOWN_S; killing it sooner would cut them off at Ctrl-C.
+        stop_timeout=WORKER_GRACEFUL_SHUTDOWN_S + 5,
     )
     stack.add_process(process, ready_file.exists, timeout)
     return process

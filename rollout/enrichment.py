@@ -1,13 +1,18 @@
 """Phase 4: Pro enrichment with Place Details for the businesses worth it (with a website).
 
+One Place Details per `places_enrich` activity on the rate-limited `rollout-places` queue
+(workflows/enrichment.py), so the quota holds for any number of workers, as phase 1's
+requests do. `enrich_community` is the older form, every request of a community in one
+activity paced per worker process; it runs only for workflows started before that change.
+
 Billing discipline (ARCHITECTURE.md section 4: every billed response logged exactly once):
 each successful Place Details answer is logged in its own transaction right after it
-arrives, BEFORE its fields are stored, under a key that names the request (the caller's
-`request_key(place_id)`, unique per activity attempt). A failure after the log loses no
-billed request; a retry makes new requests with new keys, and skips the businesses whose
-enrichment was already stored (they are fresh now), so nothing is paid twice.
+arrives, BEFORE its fields are stored, under a key that names the request (unique per
+activity attempt). A failure after the log loses no billed request; a retry makes a new
+request with a new key only if the enrichment was not stored, so nothing is paid twice.
 
-A business enriched within ENRICHMENT_FRESH_DAYS is not requested again at all.
+A business enriched within ENRICHMENT_FRESH_DAYS is not requested again at all (checked
+again right before each request: a neighbouring community may have enriched it meanwhile).
 
 Storage: the answer is kept as returned (`businesses.enrichment`) plus the typed columns it
 refreshes, stamped `enriched_at` and `places_fetched_at`. Google's terms allow caching only
@@ -19,15 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Protocol
 
-import httpx
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rollout.community_scope import community_business_ids
@@ -42,43 +46,6 @@ USAGE_ENDPOINT = "place_details"
 
 class DetailsClient(Protocol):
     async def get_place(self, place_id: str, field_mask: str | Sequence[str]) -> DetailsResult: ...
-
-
-class AnswerCapture(httpx.AsyncBaseTransport):
-    """Keeps the JSON body of the last Place Details answer.
-
-    PlacesClient returns a typed `Place` that carries only the listing fields phase 1
-    uses; the fields enrichment pays for (opening hours, international phone, price level,
-    address components) would be dropped. The client takes an httpx transport, so this one
-    sits under it and keeps the body as Google sent it. Requests are made one at a time, so
-    "the last answer" is the answer of the request just made.
-    """
-
-    def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self.inner = inner or httpx.AsyncHTTPTransport()
-        self.last: dict[str, Any] | None = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.last = None
-        response = await self.inner.handle_async_request(request)
-        if response.status_code != 200 or not request.url.path.startswith("/v1/places/"):
-            return response
-        body = await response.aread()
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
-        self.last = data if isinstance(data, dict) else None
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            content=body,
-            extensions=response.extensions,
-            request=request,
-        )
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 class Pacer:
@@ -128,27 +95,68 @@ class EnrichProgress:
         }
 
 
+def _with_site(community_id: int) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Business.id.in_(community_business_ids(community_id)),
+        Business.website_uri.is_not(None),
+        func.length(func.trim(Business.website_uri)) > 0,
+    )
+
+
+def _stale(fresh_days: int) -> ColumnElement[bool]:
+    cutoff = func.now() - dt.timedelta(days=fresh_days)
+    return or_(Business.enriched_at.is_(None), Business.enriched_at < cutoff)
+
+
+async def count_fresh(session: AsyncSession, community_id: int, fresh_days: int) -> int:
+    """Businesses of the community with a website enriched within `fresh_days`."""
+    fresh = await session.scalar(
+        select(func.count()).where(*_with_site(community_id), ~_stale(fresh_days))
+    )
+    return int(fresh or 0)
+
+
+async def target_page(
+    session: AsyncSession, community_id: int, fresh_days: int, after_business_id: int, limit: int
+) -> list[int]:
+    """The next `limit` business ids (above `after_business_id`, in id order) with a
+    website and not enriched within `fresh_days`."""
+    rows = await session.scalars(
+        select(Business.id)
+        .where(*_with_site(community_id), _stale(fresh_days), Business.id > after_business_id)
+        .order_by(Business.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def stale_target(
+    session: AsyncSession, business_id: int, fresh_days: int
+) -> EnrichTarget | None:
+    """The business to request, or None when it is fresh now (enriched by an earlier
+    attempt, or by a neighbouring community since it was listed) or gone."""
+    row = (
+        await session.execute(
+            select(Business.id, Business.place_id).where(
+                Business.id == business_id, _stale(fresh_days)
+            )
+        )
+    ).first()
+    return EnrichTarget(row.id, row.place_id) if row else None
+
+
 async def load_targets(
     session: AsyncSession, community_id: int, fresh_days: int
 ) -> tuple[list[EnrichTarget], int]:
     """Businesses with a website not enriched within `fresh_days`, and how many with a
     website were skipped as fresh."""
-    cutoff = func.now() - dt.timedelta(days=fresh_days)
-    with_site = (
-        Business.id.in_(community_business_ids(community_id)),
-        Business.website_uri.is_not(None),
-        func.length(func.trim(Business.website_uri)) > 0,
-    )
     rows = await session.execute(
         select(Business.id, Business.place_id)
-        .where(*with_site, or_(Business.enriched_at.is_(None), Business.enriched_at < cutoff))
+        .where(*_with_site(community_id), _stale(fresh_days))
         .order_by(Business.id)
     )
     targets = [EnrichTarget(business_id, place_id) for business_id, place_id in rows]
-    fresh = await session.scalar(
-        select(func.count()).where(*with_site, Business.enriched_at >= cutoff)
-    )
-    return targets, int(fresh or 0)
+    return targets, await count_fresh(session, community_id, fresh_days)
 
 
 def enrichment_values(place: Place, answer: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -189,6 +197,70 @@ async def phase_cost(session: AsyncSession, community_rollout_id: int) -> Decima
     return Decimal(cost or 0)
 
 
+class TargetOutcome(StrEnum):
+    ENRICHED = "enriched"
+    NOT_FOUND = "not_found"  # an obsolete place id: Google answers 404 and bills nothing
+    INVALID = "invalid"  # not a place id at all: nothing was sent
+
+
+async def enrich_target(
+    sessions: async_sessionmaker[AsyncSession],
+    client: DetailsClient,
+    target: EnrichTarget,
+    *,
+    community_rollout_id: int,
+    field_mask: str,
+    request_key: str,
+) -> tuple[TargetOutcome, Decimal]:
+    """One Place Details for one business: log what Google billed, then store the answer.
+
+    Places errors propagate (the caller maps them to Temporal's retry semantics) except
+    NOT_FOUND, which concerns one obsolete place id, not the run.
+    """
+    try:
+        result = await client.get_place(target.place_id, field_mask)
+    except NotFoundError:
+        return TargetOutcome.NOT_FOUND, Decimal(0)
+    except MalformedResponseError as exc:
+        # Google billed the answer even though it arrived broken: log it, then fail
+        # (retryable) like any other transient error.
+        if exc.billed_sku is not None and exc.billed_cost is not None:
+            async with sessions.begin() as session:
+                await log_api_usage(
+                    session,
+                    request_key=request_key,
+                    community_rollout_id=community_rollout_id,
+                    endpoint=USAGE_ENDPOINT,
+                    sku=exc.billed_sku,
+                    cost=exc.billed_cost,
+                    result_count=0,
+                    http_status=exc.status_code,
+                )
+        raise
+    except FieldMaskError:
+        raise  # our configuration, not the place: fail the phase
+    except ValueError:
+        return TargetOutcome.INVALID, Decimal(0)
+    async with sessions.begin() as session:
+        await log_api_usage(
+            session,
+            request_key=request_key,
+            community_rollout_id=community_rollout_id,
+            endpoint=USAGE_ENDPOINT,
+            sku=result.sku,
+            cost=result.cost,
+            result_count=1,
+            http_status=result.http_status,
+        )
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Business)
+            .where(Business.id == target.business_id)
+            .values(**enrichment_values(result.place, result.raw))
+        )
+    return TargetOutcome.ENRICHED, result.cost
+
+
 async def enrich_community(
     sessions: async_sessionmaker[AsyncSession],
     client: DetailsClient,
@@ -200,14 +272,10 @@ async def enrich_community(
     request_key: Callable[[str], str],
     throttle_s: float,
     progress: EnrichProgress,
-    capture: AnswerCapture | None = None,
     pacer: Pacer | None = None,
 ) -> int:
-    """Enrich the community's stale businesses with websites; returns how many were fresh.
-
-    Places errors propagate (the activity maps them to Temporal's retry semantics) except
-    NOT_FOUND, which concerns one obsolete place id, not the run.
-    """
+    """Enrich the community's stale businesses with websites in one go (the older,
+    one-activity form of phase 4); returns how many were fresh."""
     async with sessions() as session:
         targets, fresh = await load_targets(session, community_id, fresh_days)
     progress.total = len(targets)
@@ -216,50 +284,20 @@ async def enrich_community(
             await asyncio.sleep(throttle_s)  # the operator's throttle_ms, on top of the quota
         if pacer is not None:
             await pacer.wait()
-        try:
-            result = await client.get_place(target.place_id, field_mask)
-        except NotFoundError:
+        outcome, cost = await enrich_target(
+            sessions,
+            client,
+            target,
+            community_rollout_id=community_rollout_id,
+            field_mask=field_mask,
+            request_key=request_key(target.place_id),
+        )
+        if outcome is TargetOutcome.NOT_FOUND:
             progress.not_found += 1
-            continue
-        except MalformedResponseError as exc:
-            # Google billed the answer even though it arrived broken: log it, then fail
-            # (retryable) like any other transient error.
-            if exc.billed_sku is not None and exc.billed_cost is not None:
-                async with sessions.begin() as session:
-                    await log_api_usage(
-                        session,
-                        request_key=request_key(target.place_id),
-                        community_rollout_id=community_rollout_id,
-                        endpoint=USAGE_ENDPOINT,
-                        sku=exc.billed_sku,
-                        cost=exc.billed_cost,
-                        result_count=0,
-                        http_status=exc.status_code,
-                    )
-            raise
-        except FieldMaskError:
-            raise  # our configuration, not the place: fail the phase
-        except ValueError:
-            progress.skipped_invalid += 1  # not a place id at all; nothing was sent
-            continue
-        async with sessions.begin() as session:
-            await log_api_usage(
-                session,
-                request_key=request_key(target.place_id),
-                community_rollout_id=community_rollout_id,
-                endpoint=USAGE_ENDPOINT,
-                sku=result.sku,
-                cost=result.cost,
-                result_count=1,
-                http_status=result.http_status,
-            )
-        async with sessions.begin() as session:
-            await session.execute(
-                update(Business)
-                .where(Business.id == target.business_id)
-                .values(**enrichment_values(result.place, capture.last if capture else None))
-            )
-        progress.enriched += 1
-        progress.cost += result.cost
-        progress.last_business_id = target.business_id
+        elif outcome is TargetOutcome.INVALID:
+            progress.skipped_invalid += 1
+        else:
+            progress.enriched += 1
+            progress.cost += cost
+            progress.last_business_id = target.business_id
     return fresh

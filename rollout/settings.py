@@ -27,6 +27,9 @@ DEFAULT_DATABASE_NAME = "rollout"
 GOOGLE_PLACES_URL = "https://places.googleapis.com"
 # The key the embedded stack's emulator accepts (it is not a secret: the emulator is local).
 EMULATOR_API_KEY = "placesim-local-key"
+# How long a stopping worker lets running activities finish (worker.py's graceful shutdown;
+# the embedded stack waits that long, and a little more, before killing it).
+WORKER_GRACEFUL_SHUTDOWN_S = 30
 
 
 def embedded_database_url(

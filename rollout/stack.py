@@ -123,6 +123,7 @@ class ManagedProcess:
     argv: Sequence[str]
     log_path: Path
     stop_signal: signal.Signals = signal.SIGTERM
+    stop_timeout: float = 15.0  # seconds from stop_signal to SIGKILL
     user: str | None = None
     env: dict[str, str] | None = None
     cwd: Path | None = None
@@ -159,7 +160,8 @@ class ManagedProcess:
         tail = _tail(self.log_path)
         return StackError(f"{self.name} exited (code {code}); see {self.log_path}:\n{tail}")
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        timeout = self.stop_timeout if timeout is None else timeout
         if self.popen is None:
             return
         if self.popen.poll() is None:

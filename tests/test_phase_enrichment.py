@@ -8,14 +8,16 @@ and a retry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import itertools
 import time
+from collections import Counter
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -25,6 +27,13 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.enrichment import EnrichmentActivities
 from rollout.db.models import Business, CommunityRolloutPhase, RolloutApiUsage
+from rollout.dto import (
+    EnrichmentFinish,
+    EnrichRequest,
+    EnrichTargetsRequest,
+    PhaseInput,
+    PhaseResult,
+)
 from rollout.enrichment import Pacer
 from rollout.phase_settings import PhaseSettings
 from rollout.places.client import PlacesClient
@@ -39,12 +48,47 @@ SKU = "Place Details Enterprise"
 PRICE = Decimal("0.02")  # $20 per 1,000
 
 
-def activities(seeded: Seeded, sim: Sim, key: str = "test-key") -> EnrichmentActivities:
-    def factory(transport: httpx.AsyncBaseTransport) -> PlacesClient:
-        return PlacesClient(sim.base_url, SecretStr(key), timeout=5.0, transport=transport)
-
+@contextlib.asynccontextmanager
+async def activities(
+    seeded: Seeded, sim: Sim, key: str = "test-key"
+) -> AsyncIterator[EnrichmentActivities]:
     settings = PhaseSettings(enrichment_fresh_days=30, phase_heartbeat_s=0.2)
-    return EnrichmentActivities(seeded.sessions, settings, factory, places_qpm=60_000)
+    async with PlacesClient(sim.base_url, SecretStr(key), timeout=5.0) as client:
+        yield EnrichmentActivities(seeded.sessions, client, settings, places_qpm=60_000)
+
+
+async def run_phase4(
+    acts: EnrichmentActivities, env: ActivityEnvironment, phase: PhaseInput, page_size: int = 3
+) -> PhaseResult:
+    """Phase 4 activity by activity, as CommunityEnrichmentWorkflow runs it (that workflow
+    is exercised on a real Temporal server in test_rollout_workflows.py)."""
+    after, fresh, outcomes = 0, 0, Counter[str]()
+    while True:
+        page = await env.run(
+            acts.targets,
+            EnrichTargetsRequest(
+                community_rollout_id=phase.community_rollout_id,
+                community_id=phase.community_id,
+                after_business_id=after,
+                limit=page_size,
+            ),
+        )
+        fresh += page.fresh or 0
+        for business_id in page.business_ids:
+            request = EnrichRequest(
+                community_rollout_id=phase.community_rollout_id, business_id=business_id
+            )
+            outcomes[(await env.run(acts.places_enrich, request)).outcome] += 1
+        if len(page.business_ids) < page_size:
+            break
+        after = page.business_ids[-1]
+    finish = EnrichmentFinish(
+        phase=phase,
+        enriched=outcomes["enriched"],
+        fresh=fresh + outcomes["fresh"],
+        not_found=outcomes["not_found"],
+    )
+    return await env.run(acts.finish, finish)
 
 
 async def seed_from_truth(seeded: Seeded, sim: Sim) -> dict[str, Any]:
@@ -82,14 +126,30 @@ async def usage(seeded: Seeded) -> tuple[int, Decimal, set[str]]:
     return len(rows), sum((r.cost for r in rows), Decimal(0)), {r.sku for r in rows}
 
 
-async def test_phase4_enriches_bills_exactly_and_skips_fresh(engine: AsyncEngine, sim: Sim) -> None:
+# Phase 4 as CommunityEnrichmentWorkflow runs it, and the older one-activity form that
+# workflows started before that change still use (workflows/community_rollout.py's patch).
+FORMS = ["child-workflow", "one-activity"]
+
+
+async def run_form(
+    form: str, acts: EnrichmentActivities, env: ActivityEnvironment, phase: PhaseInput
+) -> PhaseResult:
+    if form == "one-activity":
+        return await env.run(acts.enrich, phase)
+    return await run_phase4(acts, env, phase)
+
+
+@pytest.mark.parametrize("form", FORMS)
+async def test_phase4_enriches_bills_exactly_and_skips_fresh(
+    engine: AsyncEngine, sim: Sim, form: str
+) -> None:
     seeded = await seed_rollout(engine)
     ids = await seed_from_truth(seeded, sim)
-    acts = activities(seeded, sim)
     env = ActivityEnvironment()
-    first = await env.run(acts.enrich, seeded.phase_input())
-    billed_first = sim.billing()
-    second = await env.run(acts.enrich, seeded.phase_input())
+    async with activities(seeded, sim) as acts:
+        first = await run_form(form, acts, env, seeded.phase_input())
+        billed_first = sim.billing()
+        second = await run_form(form, acts, env, seeded.phase_input())
 
     targets = len(ids["targets"])
     assert first.counts == {
@@ -136,11 +196,10 @@ async def test_phase4_skipped_when_asked(engine: AsyncEngine, sim: Sim) -> None:
     seeded = await seed_rollout(engine)
     await seed_from_truth(seeded, sim)
     env = ActivityEnvironment()
-    for _ in range(2):
-        result = await env.run(
-            activities(seeded, sim).enrich, seeded.phase_input(skip_enrichment=True)
-        )
-        assert result.status == "skipped"
+    async with activities(seeded, sim) as acts:
+        for _ in range(2):
+            result = await env.run(acts.enrich, seeded.phase_input(skip_enrichment=True))
+            assert result.status == "skipped"
     assert sim.billing()["total_requests"] == 0
     async with seeded.sessions() as session:
         status = await session.scalar(select(CommunityRolloutPhase.status))
@@ -155,18 +214,18 @@ async def test_phase4_failure_then_retry_logs_every_billed_request_once(
     third = ids["truth"][ids["targets"][2]]["location"]
     # Place Details for the third business fails with 500 (retryable) until the zone goes.
     sim.configure(fail_near=[{"lat": third["latitude"], "lng": third["longitude"], "radius_m": 1}])
-    acts = activities(seeded, sim)
     env = ActivityEnvironment()
-    with pytest.raises(ApplicationError) as failed:
-        await env.run(acts.enrich, seeded.phase_input())
-    assert not failed.value.non_retryable
-    assert failed.value.type == "ServerError"
-    count, cost, _ = await usage(seeded)
-    assert count == 2 == sim.billing()["total_requests"]
+    async with activities(seeded, sim) as acts:
+        with pytest.raises(ApplicationError) as failed:
+            await env.run(acts.enrich, seeded.phase_input())
+        assert not failed.value.non_retryable
+        assert failed.value.type == "ServerError"
+        count, cost, _ = await usage(seeded)
+        assert count == 2 == sim.billing()["total_requests"]
 
-    sim.configure(fail_near=[])
-    env.info = dataclasses.replace(env.info, attempt=2)
-    retried = await env.run(acts.enrich, seeded.phase_input())
+        sim.configure(fail_near=[])
+        env.info = dataclasses.replace(env.info, attempt=2)
+        retried = await env.run(acts.enrich, seeded.phase_input())
     assert retried.counts["businesses_enriched"] == len(ids["targets"]) - 2
     billed = sim.billing()
     count, cost, _ = await usage(seeded)
@@ -182,6 +241,40 @@ async def test_phase4_failure_then_retry_logs_every_billed_request_once(
     assert enriched == len(ids["targets"]) + 1  # + the fresh one seeded as enriched
 
 
+async def test_places_enrich_retry_pays_only_for_what_was_not_stored(
+    engine: AsyncEngine, sim: Sim
+) -> None:
+    seeded = await seed_rollout(engine)
+    ids = await seed_from_truth(seeded, sim)
+    first, third = ids["targets"][0], ids["targets"][2]
+    where = ids["truth"][third]["location"]
+    sim.configure(fail_near=[{"lat": where["latitude"], "lng": where["longitude"], "radius_m": 1}])
+    env = ActivityEnvironment()
+
+    def request(business_id: int) -> EnrichRequest:
+        return EnrichRequest(
+            community_rollout_id=seeded.community_rollout_id, business_id=business_id
+        )
+
+    async with activities(seeded, sim) as acts:
+        assert (await env.run(acts.places_enrich, request(first))).outcome == "enriched"
+        with pytest.raises(ApplicationError) as failed:
+            await env.run(acts.places_enrich, request(third))
+        assert failed.value.type == "ServerError"
+        assert not failed.value.non_retryable
+        sim.configure(fail_near=[])
+        # Attempt 2 of each: the stored one is fresh (no request), the failed one is made.
+        env.info = dataclasses.replace(env.info, attempt=2)
+        assert (await env.run(acts.places_enrich, request(first))).outcome == "fresh"
+        retried = await env.run(acts.places_enrich, request(third))
+    assert (retried.outcome, retried.cost_usd) == ("enriched", PRICE)
+    billed = sim.billing()
+    count, cost, _ = await usage(seeded)
+    assert count == billed["total_requests"] == 2
+    assert cost == Decimal(billed["total_cost"]) == PRICE * 2
+
+
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize(
     ("config", "key", "error_type", "retryable"),
     [
@@ -198,12 +291,14 @@ async def test_phase4_maps_places_errors(
     key: str,
     error_type: str,
     retryable: bool,
+    form: str,
 ) -> None:
     seeded = await seed_rollout(engine)
     await seed_from_truth(seeded, sim)
     sim.configure(**config)
     with pytest.raises(ApplicationError) as failed:
-        await ActivityEnvironment().run(activities(seeded, sim, key).enrich, seeded.phase_input())
+        async with activities(seeded, sim, key) as acts:
+            await run_form(form, acts, ActivityEnvironment(), seeded.phase_input())
     assert failed.value.type == error_type
     assert failed.value.non_retryable is not retryable
     if retryable:

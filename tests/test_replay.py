@@ -27,6 +27,7 @@ def test_histories_are_recorded() -> None:
         "StateRolloutWorkflow",
         "CommunityRolloutWorkflow",
         "CommunityDiscoveryWorkflow",
+        "CommunityEnrichmentWorkflow",
     }
 
 

@@ -24,6 +24,7 @@ from temporalio.worker import Replayer
 from rollout.discovery import Box, DiscoveryInput, bounding_box
 from rollout.dto import (
     BatchSizeInput,
+    EnrichmentInput,
     PauseInput,
     PhaseInput,
     PhaseResult,
@@ -243,6 +244,7 @@ async def replay_live_histories(env: RolloutEnv, parent_id: str) -> None:
         ("StateRolloutWorkflow__last-run", parent_id, runs[-1].run_id),
         ("CommunityRolloutWorkflow__largest", child, None),
         ("CommunityDiscoveryWorkflow__largest", f"{child}/discovery", None),
+        ("CommunityEnrichmentWorkflow__largest", f"{child}/enrichment", None),
     ]
     replayer = Replayer(
         workflows=WORKFLOWS,
@@ -576,3 +578,88 @@ async def test_discovery_twice_is_idempotent_and_both_runs_are_billed(
         sku: entry["requests"] for sku, entry in bill["skus"].items() if entry["requests"]
     }
     assert money(sum(c for _, _, c in logged)) == money(bill["total_cost"])
+
+
+async def test_enrichment_workflow_continues_as_new_and_pays_each_place_once(
+    rollout_env: RolloutEnv,
+) -> None:
+    """Phase 4 of one community as CommunityEnrichmentWorkflow: small listing pages and
+    continue-as-new every ~40 events lose or repeat nothing; every business with a website
+    is enriched by exactly one billed request; a second run finds them all fresh."""
+    env = rollout_env
+    community = await env.scalar(
+        "SELECT id FROM communities WHERE state_code = 'DE' ORDER BY population DESC LIMIT 1"
+    )
+    rollout_id = await env.write(
+        "INSERT INTO state_rollouts (state_code, state_name, workflow_id) "
+        "VALUES ('DE', 'Delaware', 'manual') RETURNING id"
+    )
+    cr_id = await env.write(
+        "INSERT INTO community_rollouts (state_rollout_id, community_id, position) "
+        "VALUES (:r, :c, 1) RETURNING id",
+        r=rollout_id,
+        c=community,
+    )
+    phase = PhaseInput(
+        rollout_id=rollout_id,
+        community_rollout_id=cr_id,
+        community_id=community,
+        state_code="DE",
+        throttle_ms=0,
+    )
+    await env.client.execute_workflow(
+        "CommunityDiscoveryWorkflow",
+        DiscoveryInput(phase=phase, places_retry=FAST_PLACES_RETRY),
+        id="enrichment-discovery",
+        task_queue="rollout",
+        result_type=PhaseResult,
+    )
+    with_site = await env.scalar(
+        "SELECT count(*) FROM businesses b JOIN business_region br ON br.business_id = b.id "
+        "JOIN community_region cr ON cr.region_id = br.region_id AND cr.community_id = :c "
+        "WHERE length(trim(coalesce(b.website_uri, ''))) > 0",
+        c=community,
+    )
+    assert with_site > 10
+    details = "Place Details Enterprise"
+    billed_before = env.emulator.get("/sim/billing")["skus"].get(details, {}).get("requests", 0)
+
+    results = []
+    for run in (1, 2):
+        results.append(
+            await env.client.execute_workflow(
+                "CommunityEnrichmentWorkflow",
+                EnrichmentInput(
+                    phase=phase,
+                    places_retry=FAST_PLACES_RETRY,
+                    page_size=5,
+                    streams=3,
+                    continue_as_new_after_events=40,
+                ),
+                id=f"enrichment-{run}",
+                task_queue="rollout",
+                result_type=PhaseResult,
+            )
+        )
+    first, second = results
+    assert first.counts == {
+        "businesses_enriched": with_site,
+        "enrichment_fresh_skipped": 0,
+        "enrichment_not_found": 0,
+    }
+    assert second.counts["businesses_enriched"] == 0
+    assert second.counts["enrichment_fresh_skipped"] == with_site
+    runs = [w async for w in env.client.list_workflows("WorkflowId = 'enrichment-1'")]
+    assert len(runs) > 2
+
+    billed = env.emulator.get("/sim/billing")["skus"][details]["requests"] - billed_before
+    logged = await env.scalar(
+        "SELECT count(*) FROM rollout_api_usage WHERE endpoint = 'place_details' "
+        "AND community_rollout_id = :cr",
+        cr=cr_id,
+    )
+    assert billed == logged == with_site
+    assert first.cost_usd == second.cost_usd == Decimal("0.02") * with_site
+    assert await env.scalar("SELECT count(*) FROM businesses WHERE enriched_at IS NOT NULL") == (
+        with_site
+    )

@@ -5,6 +5,12 @@ Everything they exchange with activities is a small DTO from rollout.dto.
 
 from workflows.community_rollout import CommunityRolloutWorkflow
 from workflows.discovery import CommunityDiscoveryWorkflow
+from workflows.enrichment import CommunityEnrichmentWorkflow
 from workflows.state_rollout import StateRolloutWorkflow
 
-__all__ = ["CommunityDiscoveryWorkflow", "CommunityRolloutWorkflow", "StateRolloutWorkflow"]
+__all__ = [
+    "CommunityDiscoveryWorkflow",
+    "CommunityEnrichmentWorkflow",
+    "CommunityRolloutWorkflow",
+    "StateRolloutWorkflow",
+]

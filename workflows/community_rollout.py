@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         CommunityMark,
         CommunityResult,
         CommunityRolloutInput,
+        EnrichmentInput,
         PhaseInput,
         PhaseMark,
         PhaseResult,
@@ -48,10 +49,15 @@ PHASE_ACTIVITIES: dict[Phase, str] = {
     Phase.VERIFICATION: "phase5_verify",
     Phase.SEEDING: "phase6_seed_platforms",
 }
+# Phase 4 became a child workflow of one-request activities on `rollout-places` (the
+# quota then holds for any number of workers); workflows that reached phase 4 before that
+# replay with the `phase4_enrich` activity. Deprecate once none of those is open.
+ENRICHMENT_CHILD_PATCH = "phase4-enrichment-workflow"
 PHASE_TIMEOUT = timedelta(minutes=30)  # the Laravel job's per-community timeout
 # Every phase activity heartbeats every few seconds, so a worker that dies mid-phase is
 # noticed within this (not PHASE_TIMEOUT) and the phase resumes elsewhere, from its
-# heartbeat details where it has any. (Phase 1 is a child workflow of one-request activities.)
+# heartbeat details where it has any. (Phases 1 and 4 are child workflows of one-request
+# activities.)
 PHASE_HEARTBEAT = timedelta(seconds=30)
 HEARTBEATING = {
     Phase.WEBSITE_SCAN, Phase.NEWS_SOURCES, Phase.ENRICHMENT, Phase.VERIFICATION, Phase.SEEDING
@@ -184,6 +190,15 @@ class CommunityRolloutWorkflow:
                 summary="phase 4 skipped (skip_enrichment)",
             )
             return None
+        if phase is Phase.ENRICHMENT and workflow.patched(ENRICHMENT_CHILD_PATCH):
+            enriched: PhaseResult = await workflow.execute_child_workflow(
+                "CommunityEnrichmentWorkflow",
+                EnrichmentInput(phase=phase_input, places_retry=inp.places_retry),
+                id=f"{workflow.info().workflow_id}/enrichment",
+                result_type=PhaseResult,
+                static_summary=f"phase 4 enrichment: {inp.community_name}",
+            )
+            return enriched
         name = PHASE_ACTIVITIES[phase]
         outcome: PhaseResult = await workflow.execute_activity(
             name,

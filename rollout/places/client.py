@@ -186,7 +186,12 @@ class PlacesClient:
             raise self._malformed(endpoint, sku, f"unexpected Place: {exc}") from None
         log.debug("places %s %s -> %s (%s)", endpoint.value, bare, status, sku)
         return DetailsResult(
-            endpoint=endpoint, sku=sku, cost=request_cost(sku), http_status=status, place=place
+            endpoint=endpoint,
+            sku=sku,
+            cost=request_cost(sku),
+            http_status=status,
+            place=place,
+            raw=data,
         )
 
     # -- internals -----------------------------------------------------------------------

@@ -129,3 +129,6 @@ class SearchPage(_Billed):
 
 class DetailsResult(_Billed):
     place: Place
+    # The JSON as Google sent it: `Place` carries only the listing fields phase 1 uses, and
+    # enrichment pays for more (opening hours, international phone, address components).
+    raw: dict[str, Any] = Field(default_factory=dict, repr=False)
