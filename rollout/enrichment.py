@@ -217,6 +217,20 @@ async def enrich_target(
     Places errors propagate (the caller maps them to Temporal's retry semantics) except
     NOT_FOUND, which concerns one obsolete place id, not the run.
     """
+
+    async def log(sku: str, cost: Decimal, result_count: int, http_status: int | None) -> None:
+        async with sessions.begin() as session:
+            await log_api_usage(
+                session,
+                request_key=request_key,
+                community_rollout_id=community_rollout_id,
+                endpoint=USAGE_ENDPOINT,
+                sku=sku,
+                cost=cost,
+                result_count=result_count,
+                http_status=http_status,
+            )
+
     try:
         result = await client.get_place(target.place_id, field_mask)
     except NotFoundError:
@@ -225,33 +239,13 @@ async def enrich_target(
         # Google billed the answer even though it arrived broken: log it, then fail
         # (retryable) like any other transient error.
         if exc.billed_sku is not None and exc.billed_cost is not None:
-            async with sessions.begin() as session:
-                await log_api_usage(
-                    session,
-                    request_key=request_key,
-                    community_rollout_id=community_rollout_id,
-                    endpoint=USAGE_ENDPOINT,
-                    sku=exc.billed_sku,
-                    cost=exc.billed_cost,
-                    result_count=0,
-                    http_status=exc.status_code,
-                )
+            await log(exc.billed_sku, exc.billed_cost, 0, exc.status_code)
         raise
     except FieldMaskError:
         raise  # our configuration, not the place: fail the phase
     except ValueError:
         return TargetOutcome.INVALID, Decimal(0)
-    async with sessions.begin() as session:
-        await log_api_usage(
-            session,
-            request_key=request_key,
-            community_rollout_id=community_rollout_id,
-            endpoint=USAGE_ENDPOINT,
-            sku=result.sku,
-            cost=result.cost,
-            result_count=1,
-            http_status=result.http_status,
-        )
+    await log(result.sku, result.cost, 1, result.http_status)
     async with sessions.begin() as session:
         await session.execute(
             update(Business)

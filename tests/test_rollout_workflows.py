@@ -523,15 +523,8 @@ async def test_operations_through_the_temporal_cli(rollout_env: RolloutEnv) -> N
     assert "state-rollout-DE" in listed
 
 
-async def test_discovery_twice_is_idempotent_and_both_runs_are_billed(
-    rollout_env: RolloutEnv,
-) -> None:
-    """Phase 1 of one community, run twice: the same businesses, no duplicate, and both
-    runs' requests in the log (Google bills both), equal to the emulator's bill."""
-    env = rollout_env
-    community = await env.scalar(
-        "SELECT id FROM communities WHERE state_code = 'DE' ORDER BY population DESC LIMIT 1"
-    )
+async def manual_phase(env: RolloutEnv, community: int) -> PhaseInput:
+    """A state rollout row and a community rollout row for running one phase by hand."""
     rollout_id = await env.write(
         "INSERT INTO state_rollouts (state_code, state_name, workflow_id) "
         "VALUES ('DE', 'Delaware', 'manual') RETURNING id"
@@ -542,13 +535,25 @@ async def test_discovery_twice_is_idempotent_and_both_runs_are_billed(
         r=rollout_id,
         c=community,
     )
-    phase = PhaseInput(
+    return PhaseInput(
         rollout_id=rollout_id,
         community_rollout_id=cr_id,
         community_id=community,
         state_code="DE",
         throttle_ms=0,
     )
+
+
+async def test_discovery_twice_is_idempotent_and_both_runs_are_billed(
+    rollout_env: RolloutEnv,
+) -> None:
+    """Phase 1 of one community, run twice: the same businesses, no duplicate, and both
+    runs' requests in the log (Google bills both), equal to the emulator's bill."""
+    env = rollout_env
+    community = await env.scalar(
+        "SELECT id FROM communities WHERE state_code = 'DE' ORDER BY population DESC LIMIT 1"
+    )
+    phase = await manual_phase(env, community)
     results = []
     snapshots = []
     for run in (1, 2):
@@ -590,23 +595,8 @@ async def test_enrichment_workflow_continues_as_new_and_pays_each_place_once(
     community = await env.scalar(
         "SELECT id FROM communities WHERE state_code = 'DE' ORDER BY population DESC LIMIT 1"
     )
-    rollout_id = await env.write(
-        "INSERT INTO state_rollouts (state_code, state_name, workflow_id) "
-        "VALUES ('DE', 'Delaware', 'manual') RETURNING id"
-    )
-    cr_id = await env.write(
-        "INSERT INTO community_rollouts (state_rollout_id, community_id, position) "
-        "VALUES (:r, :c, 1) RETURNING id",
-        r=rollout_id,
-        c=community,
-    )
-    phase = PhaseInput(
-        rollout_id=rollout_id,
-        community_rollout_id=cr_id,
-        community_id=community,
-        state_code="DE",
-        throttle_ms=0,
-    )
+    phase = await manual_phase(env, community)
+    cr_id = phase.community_rollout_id
     await env.client.execute_workflow(
         "CommunityDiscoveryWorkflow",
         DiscoveryInput(phase=phase, places_retry=FAST_PLACES_RETRY),

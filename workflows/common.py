@@ -45,3 +45,12 @@ def retry_policy(spec: RetrySpec, non_retryable: Sequence[str]) -> RetryPolicy:
         maximum_attempts=spec.attempts,
         non_retryable_error_types=list(non_retryable),
     )
+
+
+def should_continue_as_new(limit: int | None) -> bool:
+    """Time to hand over to a fresh run: the server suggests it, or the history reached
+    `limit` events (a test hook that makes continue-as-new happen in small runs)."""
+    info = workflow.info()
+    if info.is_continue_as_new_suggested():
+        return True
+    return limit is not None and info.get_current_history_length() >= limit

@@ -24,7 +24,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.workflow import ActivityCancellationType
 
-from workflows.common import record, retry_policy
+from workflows.common import record, retry_policy, should_continue_as_new
 
 with workflow.unsafe.imports_passed_through():
     from rollout.discovery import (
@@ -148,7 +148,7 @@ class CommunityDiscoveryWorkflow:
                 pending = set(still)
                 for finished in done:
                     finished.result()  # a failed stream fails the phase
-                if not draining and self._should_continue_as_new(inp):
+                if not draining and should_continue_as_new(inp.continue_as_new_after_events):
                     draining = True  # let running streams end, then hand over the rest
         except BaseException:
             for other in pending:
@@ -242,11 +242,3 @@ class CommunityDiscoveryWorkflow:
                 break
             token = outcome.next_page_token
             page_number += 1
-
-    @staticmethod
-    def _should_continue_as_new(inp: DiscoveryInput) -> bool:
-        info = workflow.info()
-        if info.is_continue_as_new_suggested():
-            return True
-        limit = inp.continue_as_new_after_events
-        return limit is not None and info.get_current_history_length() >= limit

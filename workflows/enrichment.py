@@ -15,7 +15,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.workflow import ActivityCancellationType
 
-from workflows.common import record, retry_policy
+from workflows.common import record, retry_policy, should_continue_as_new
 
 with workflow.unsafe.imports_passed_through():
     from rollout.dto import (
@@ -66,7 +66,7 @@ class CommunityEnrichmentWorkflow:
                 pending = set(still)
                 for finished in done:
                     finished.result()  # a request that still fails fails the phase
-                if not draining and self._should_continue_as_new(inp):
+                if not draining and should_continue_as_new(inp.continue_as_new_after_events):
                     draining = True  # let running requests end, then hand over the rest
         except BaseException:
             for other in pending:
@@ -129,11 +129,3 @@ class CommunityEnrichmentWorkflow:
             carry.fresh += 1  # enriched meanwhile (a neighbour, or an earlier attempt)
         elif outcome.outcome == "not_found":
             carry.not_found += 1
-
-    @staticmethod
-    def _should_continue_as_new(inp: EnrichmentInput) -> bool:
-        info = workflow.info()
-        if info.is_continue_as_new_suggested():
-            return True
-        limit = inp.continue_as_new_after_events
-        return limit is not None and info.get_current_history_length() >= limit

@@ -26,7 +26,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from workflows.common import record
+from workflows.common import record, should_continue_as_new
 
 with workflow.unsafe.imports_passed_through():
     from rollout.dto import (
@@ -475,11 +475,7 @@ class StateRolloutWorkflow:
         return None
 
     def _should_continue_as_new(self) -> bool:
-        info = workflow.info()
-        if info.is_continue_as_new_suggested():
-            return True
-        limit = self._input.continue_as_new_after_events
-        return limit is not None and info.get_current_history_length() >= limit
+        return should_continue_as_new(self._input.continue_as_new_after_events)
 
     async def _continue_as_new(self) -> None:
         # Let running handlers finish first; signals that arrive meanwhile are handled
