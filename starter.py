@@ -29,7 +29,7 @@ from rich.console import Console
 from temporalio.client import Client
 
 from cli import control
-from cli.devstack import start_emulator, start_worker, worker_environment
+from cli.devstack import DEMO_DISCOVERY, start_emulator, start_worker, worker_environment
 from rollout.communities import SchemaMissingError, seed_from_data_file
 from rollout.db.errors import DatabaseUnavailableError, is_connection_error, unavailable
 from rollout.dto import ProgressDocument, RolloutSettings, RolloutSummary, state_workflow_id
@@ -41,17 +41,6 @@ from rollout.states import STATE_NAMES, UnknownStateError, normalize_state_code
 DEMO_STATE = "DE"  # 56 communities: a whole state in a few minutes
 # The demo talks to the emulator only, so it may go faster than Google's default quota.
 DEMO_PLACES_QPM = 12_000
-# A shorter category list than a real rollout's (rollout/discovery.py) so that a whole state
-# finishes in a few minutes on a laptop; every phase still does its real work.
-DEMO_DISCOVERY = {
-    "DISCOVERY_DENSE_CATEGORIES": '["restaurant", "cafe", "hair_salon", "church"]',
-    "DISCOVERY_SPARSE_CATEGORIES": '["florist", "library", "plumber"]',
-    "DISCOVERY_TEXT_QUERIES": "[]",
-    # The emulator hosts every business website on one host:port, where real sites have a
-    # host each; the per-host politeness limit would serialise the whole demo on it.
-    "SCAN_PER_HOST_CONCURRENCY": "16",
-}
-
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 

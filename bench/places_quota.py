@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/places_quota.py [--state AL] [--batch-size 10] [--qpm 600]
         [--worker-qpm N] [--warmup-s 30] [--measure-s 75] [--settle-s 15] [--workers 1,2]
-        [--skip-enrichment]
+        [--skip-enrichment] [--demo-categories]
 
 What runs (loopback only, free ports): an ephemeral embedded stack (Postgres, the Temporal
 dev server), `placesim` with `--qpm QPM` (a 60 s sliding window per method, as Google's
@@ -54,7 +54,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from cli.devstack import start_emulator, start_worker, worker_environment  # noqa: E402
+from cli.devstack import (  # noqa: E402
+    DEMO_DISCOVERY,
+    start_emulator,
+    start_worker,
+    worker_environment,
+)
 from rollout.communities import seed_from_data_file  # noqa: E402
 from rollout.db.migrate import upgrade  # noqa: E402
 from rollout.dto import PLACES_TASK_QUEUE, StateRolloutInput, state_workflow_id  # noqa: E402
@@ -222,9 +227,10 @@ def prepare(args: argparse.Namespace, stack: EmbeddedStack, console: Console) ->
         f"placesim {sim_url}: qpm {config['qpm']} per method, window {config['quota_window_s']} s"
     )
     worker_qpm = args.worker_qpm or args.qpm
-    env = worker_environment(
-        stack, Settings(), sim_url, {"PLACES_QPM": str(worker_qpm), "LOG_LEVEL": "WARNING"}
-    )
+    extra_env = {"PLACES_QPM": str(worker_qpm), "LOG_LEVEL": "WARNING"}
+    if args.demo_categories:
+        extra_env |= DEMO_DISCOVERY
+    env = worker_environment(stack, Settings(), sim_url, extra_env)
     start_worker(stack, env, name="worker-1")
     console.print(
         f"worker-1 polling with PLACES_QPM={worker_qpm} (rollout-places limited to "
@@ -349,6 +355,11 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2", help="worker processes per phase")
     parser.add_argument("--cache-businesses", type=int, default=1_000_000)
     parser.add_argument("--skip-enrichment", action="store_true", help="phase 1's requests only")
+    parser.add_argument(
+        "--demo-categories",
+        action="store_true",
+        help="the demo's short category list: phase 1 ends sooner, phase 4 joins the mix",
+    )
     args = parser.parse_args()
     console = Console(width=240)
     with (

@@ -17,6 +17,17 @@ from rollout.stack import EmbeddedStack, ManagedProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# A shorter category list than a real rollout's (rollout/discovery.py) so that a whole state
+# finishes in a few minutes on a laptop; every phase still does its real work.
+DEMO_DISCOVERY = {
+    "DISCOVERY_DENSE_CATEGORIES": '["restaurant", "cafe", "hair_salon", "church"]',
+    "DISCOVERY_SPARSE_CATEGORIES": '["florist", "library", "plumber"]',
+    "DISCOVERY_TEXT_QUERIES": "[]",
+    # The emulator hosts every business website on one host:port, where real sites have a
+    # host each; the per-host politeness limit would serialise the whole demo on it.
+    "SCAN_PER_HOST_CONCURRENCY": "16",
+}
+
 
 def start_emulator(
     stack: EmbeddedStack,
