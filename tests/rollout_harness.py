@@ -121,6 +121,15 @@ class RolloutEnv:
         self.workers_started.append(process)
         return process
 
+    def stop_worker(self, how: signal.Signals, timeout: float = 60) -> int:
+        """Ask the worker to stop (SIGTERM, or SIGINT as Ctrl-C); its exit code."""
+        assert self.worker is not None
+        assert self.worker.popen is not None
+        self.worker.popen.send_signal(how)
+        code = self.worker.popen.wait(timeout)
+        self.worker.stop()
+        return code
+
     def kill_worker(self) -> None:
         assert self.worker is not None
         assert self.worker.popen is not None

@@ -4,7 +4,7 @@ emulator's own bill, the Web UI left up by `--keep`, and Ctrl-C leaving nothing 
 mid-rollout).
 
 `--communities 2` keeps it to Delaware's two largest communities (about a minute); the full
-56-community demo takes about three and is measured by hand (see README).
+56-community demo takes under four minutes and is measured by hand (see README).
 """
 
 from __future__ import annotations

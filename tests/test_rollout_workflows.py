@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -393,13 +394,30 @@ async def test_budget_pauses_before_overspending(rollout_env: RolloutEnv) -> Non
     await handle.result()
 
 
-async def test_worker_killed_mid_rollout_finishes_after_restart(rollout_env: RolloutEnv) -> None:
+async def test_worker_stopped_or_killed_mid_rollout_finishes_after_restart(
+    rollout_env: RolloutEnv,
+) -> None:
+    """SIGTERM and SIGINT stop a worker gracefully (running activities get up to 30 s, exit
+    0); SIGKILL stops it outright. Each time mid-rollout, and each time a new worker takes
+    over and nothing is lost or done twice."""
     env = rollout_env
     handle = await env.start("DE", batch_size=6)
-    await env.wait_for("DE", lambda d: d.status_breakdown.completed >= 3, what="3 completed")
-    env.kill_worker()
-    await asyncio.sleep(1)
-    env.start_worker()
+    done = 0
+    for how in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
+        done += 3
+        await env.wait_for(
+            "DE",
+            lambda d, n=done: d.status_breakdown.completed >= n and d.status_breakdown.processing,
+            what=f"{done} completed and some in flight",
+        )
+        if how is signal.SIGKILL:
+            env.kill_worker()
+        else:
+            assert env.stop_worker(how) == 0
+            log = env.workers_started[-1].log_path.read_text()
+            assert "stopping: finishing running activities" in log
+            assert "Traceback" not in log
+        env.start_worker()
     summary = await handle.result()
     assert summary.completed == 56
     assert summary.failed == 0
