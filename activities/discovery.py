@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ARRAY, Text, any_, bindparam, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -23,7 +23,14 @@ from activities import metrics
 from rollout import records
 from rollout.businesses import primary_region, region_counts, upsert_places
 from rollout.cover import ProbedSearch, plan_cover
-from rollout.db.models import DiscoveryPurchase, DiscoverySighting
+from rollout.db.models import (
+    Business,
+    BusinessRegion,
+    CommunityRegion,
+    CommunityRollout,
+    DiscoveryPurchase,
+    DiscoverySighting,
+)
 from rollout.discovery import (
     DETAILS_MASK,
     PROBE_MASK,
@@ -160,11 +167,14 @@ class DiscoveryActivities:
             if number == len(got) + 1:  # pages in order, without gaps (a token needs them)
                 got.append(list(ids))
                 tasks[key] = task
+        sighted = {i for got in pages.values() for page in got for i in page}
+        known = await self._link_known(req.community_rollout_id, sighted)
         cover = await asyncio.to_thread(
             plan_cover,
             [ProbedSearch(key, got) for key, got in pages.items()],
             page_cost=request_cost(sku_for(Endpoint.SEARCH_TEXT, SEARCH_MASK)),
             details_cost=request_cost(sku_for(Endpoint.GET_PLACE, DETAILS_MASK)),
+            exclude=known,
         )
         lines: list[dict[str, object]] = [
             {
@@ -194,8 +204,10 @@ class DiscoveryActivities:
                     )
                 )
         activity.logger.info(
-            "purchase list: %d ids sighted; %d searches (%d pages) and %d Place Details, $%s",
-            cover.sighted,
+            "purchase list: %d ids sighted, %d of them known and linked; %d searches "
+            "(%d pages) and %d Place Details, $%s",
+            len(sighted),
+            len(known),
             len(cover.searches),
             cover.pages,
             len(cover.details),
@@ -206,9 +218,42 @@ class DiscoveryActivities:
             searches=len(cover.searches),
             pages=cover.pages,
             details=len(cover.details),
-            sighted=cover.sighted,
+            sighted=len(sighted),
             cost_usd=cover.cost_usd,
+            known=len(known),
         )
+
+    async def _link_known(self, community_rollout_id: int, sighted: set[str]) -> frozenset[str]:
+        """Link the sighted places fetched within `fresh_days` to the community's region
+        (idempotent) and return their ids: the purchase plan leaves them out."""
+        if not self.settings.fresh_days or not sighted:
+            return frozenset()
+        cutoff = func.now() - timedelta(days=self.settings.fresh_days)
+        async with self.sessions.begin() as session:
+            community_id = await session.scalar(
+                select(CommunityRollout.community_id).where(
+                    CommunityRollout.id == community_rollout_id
+                )
+            )
+            region = await primary_region(session, int(community_id or 0))
+            if region is None:
+                return frozenset()
+            fresh = (
+                Business.place_id == any_(bindparam("ids", sorted(sighted), ARRAY(Text))),
+                Business.places_fetched_at >= cutoff,
+            )
+            known = (await session.scalars(select(Business.place_id).where(*fresh))).all()
+            # One statement, whatever the count (a VALUES list would hit asyncpg's limit of
+            # 32,767 parameters in a big city).
+            await session.execute(
+                insert(BusinessRegion)
+                .from_select(
+                    ["business_id", "region_id"],
+                    select(Business.id, literal(region.id)).where(*fresh),
+                )
+                .on_conflict_do_nothing()
+            )
+        return frozenset(known)
 
     @activity.defn(name="places_buy")
     async def places_buy(self, req: BuyRequest) -> PageOutcome:
@@ -269,7 +314,8 @@ class DiscoveryActivities:
     @activity.defn(name="discovery_cover_check")
     async def discovery_cover_check(self, req: PurchaseListRequest) -> int:
         """How many ids the exploration sighted that no paid request returned (a ranking
-        that moved between the probe and the purchase); 0 when the cover held."""
+        that moved between the probe and the purchase) and that were not linked as known
+        (fresh) places either; 0 when the cover held."""
         async with self.sessions.begin() as session:
             ids = func.unnest(DiscoverySighting.place_ids)
             sighted = select(ids).where(
@@ -278,7 +324,16 @@ class DiscoveryActivities:
             fetched = select(ids).where(
                 DiscoverySighting.run_key == req.run_key, DiscoverySighting.paid
             )
-            missing = sighted.except_(fetched).subquery()
+            linked = (
+                select(Business.place_id)
+                .join(BusinessRegion, BusinessRegion.business_id == Business.id)
+                .join(CommunityRegion, CommunityRegion.region_id == BusinessRegion.region_id)
+                .join(
+                    CommunityRollout, CommunityRollout.community_id == CommunityRegion.community_id
+                )
+                .where(CommunityRollout.id == req.community_rollout_id, CommunityRegion.is_primary)
+            )
+            missing = sighted.except_(fetched, linked).subquery()
             count = await session.scalar(select(func.count()).select_from(missing))
         return int(count or 0)
 

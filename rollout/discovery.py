@@ -117,6 +117,12 @@ class DiscoverySettings(BaseSettings):
     strategy: DiscoveryStrategy = DiscoveryStrategy.COVER
     # cover strategy: include pure service-area businesses (no storefront) in the searches.
     include_service_area: bool = True
+    # cover strategy: a sighted place whose listing was fetched within this many days (by a
+    # neighbouring community's overlapping searches, or an earlier run) is linked to the
+    # community without buying it again; 0 buys everything sighted. The free probes still
+    # find every place, so only known places are spared. (Google lets lat/lng be cached for
+    # 30 days, reference/places.md section 7; ENRICHMENT_FRESH_DAYS is the same idea.)
+    fresh_days: int = Field(default=30, ge=0)
 
     @property
     def rules(self) -> CoverageRules:
@@ -320,6 +326,7 @@ class PurchaseList(BaseModel):
     details: int
     sighted: int  # distinct ids the exploration saw
     cost_usd: Decimal  # list price of the plan
+    known: int = 0  # sighted ids fetched within DISCOVERY_FRESH_DAYS: linked, not bought
 
 
 class BuyRequest(BaseModel):

@@ -96,7 +96,8 @@ class RolloutEnv:
 
     # -- worker ------------------------------------------------------------------------
 
-    def start_worker(self) -> ManagedProcess:
+    def start_worker(self, **env: str) -> ManagedProcess:
+        """A worker on the environment's settings, with `env` on top (e.g. a setting)."""
         n = len(self.workers_started) + 1
         log_path = self.log_dir / f"worker-{n}.log"
         ready_file = self.log_dir / f"worker-{n}.ready"
@@ -104,7 +105,7 @@ class RolloutEnv:
             "worker",
             [sys.executable, str(PROJECT_ROOT / "worker.py")],
             log_path,
-            env={**self.worker_env, "WORKER_READY_FILE": str(ready_file)},
+            env={**self.worker_env, **env, "WORKER_READY_FILE": str(ready_file)},
             cwd=PROJECT_ROOT,
         )
         process.start()

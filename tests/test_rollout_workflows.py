@@ -562,11 +562,14 @@ async def manual_phase(env: RolloutEnv, community: int) -> PhaseInput:
     )
 
 
-async def test_discovery_twice_is_idempotent_and_both_runs_are_billed(
+async def test_discovery_again_links_known_places_and_buys_only_when_told(
     rollout_env: RolloutEnv,
 ) -> None:
-    """Phase 1 of one community, run twice: the same businesses, no duplicate, and both
-    runs' requests in the log (Google bills both), equal to the emulator's bill."""
+    """Phase 1 of one community, three times. The second run explores again (free) and
+    finds only places fetched minutes ago: it links them and buys nothing
+    (DISCOVERY_FRESH_DAYS). The third, on a worker with DISCOVERY_FRESH_DAYS=0, buys them
+    all again. The same businesses every time, no duplicate, and every request in the log,
+    equal to the emulator's bill."""
     env = rollout_env
     community = await env.scalar(
         "SELECT id FROM communities WHERE state_code = 'DE' ORDER BY population DESC LIMIT 1"
@@ -574,27 +577,44 @@ async def test_discovery_twice_is_idempotent_and_both_runs_are_billed(
     phase = await manual_phase(env, community)
     results = []
     snapshots = []
-    for run in (1, 2):
+    for run in (1, 2, 3):
+        if run == 3:
+            env.stop_worker(signal.SIGTERM)
+            env.start_worker(DISCOVERY_FRESH_DAYS="0")
         result = await env.client.execute_workflow(
             "CommunityDiscoveryWorkflow",
             DiscoveryInput(phase=phase, places_retry=FAST_PLACES_RETRY),
-            id=f"discovery-twice-{run}",
+            id=f"discovery-again-{run}",
             task_queue="rollout",
             result_type=PhaseResult,
         )
         results.append(result)
         snapshots.append(sorted(p for (p,) in await env.rows("SELECT place_id FROM businesses")))
-    assert snapshots[0] == snapshots[1]
+    assert snapshots[0] == snapshots[1] == snapshots[2]
     assert len(snapshots[0]) == len(set(snapshots[0])) > 0
-    assert results[0].counts == results[1].counts
+    assert results[0].counts == results[1].counts == results[2].counts
     assert results[0].counts["businesses_discovered"] == len(snapshots[0])
 
-    runs = await env.rows(
-        "SELECT split_part(request_key, '/', 1), count(*) FROM rollout_api_usage "
-        "GROUP BY 1 ORDER BY 1"
+    # Requests by run (the first part of a discovery request key is its workflow run).
+    by_run = await env.rows(
+        "SELECT split_part(request_key, '/', 1), sku, count(*), sum(cost) "
+        "FROM rollout_api_usage GROUP BY 1, 2"
     )
-    assert len(runs) == 2
-    assert runs[0][1] == runs[1][1]
+    runs: dict[str, dict[str, int]] = {}
+    for run_id, sku, count, _ in by_run:
+        runs.setdefault(run_id, {})[sku] = count
+    first, second, third = [
+        runs[(await env.client.get_workflow_handle(f"discovery-again-{n}").describe()).run_id]
+        for n in (1, 2, 3)
+    ]
+    probe = "Text Search Essentials IDs Only"
+    assert first[probe] == second[probe] == third[probe] > 0  # the same free exploration
+    assert second == {probe: first[probe]}  # and nothing bought
+    assert third == first  # told to, it buys the same again
+    # The phase's cost is the community's so far: the second run added nothing.
+    assert results[1].cost_usd == results[0].cost_usd > 0
+    assert results[2].cost_usd == 2 * results[0].cost_usd
+
     bill = env.emulator.get("/sim/billing")
     logged = await env.rows("SELECT sku, count(*), sum(cost) FROM rollout_api_usage GROUP BY sku")
     assert {sku: n for sku, n, _ in logged} == {
