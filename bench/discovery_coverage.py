@@ -109,7 +109,8 @@ class Run:
     paid_by_group: Counter[str] = field(default_factory=Counter)
     results_by_group: Counter[str] = field(default_factory=Counter)
     saturated_root_pages: int = 0
-    missed: int = 0  # cover: probed ids that no paid request returned
+    missed: int = 0  # cover: probed ids that no paid request returned (nor were known)
+    sighted: set[str] = field(default_factory=set)  # cover: ids the free probes saw
 
 
 async def request(places: PlacesClient, task: SearchTask, token: str | None) -> SearchPage:
@@ -243,11 +244,17 @@ async def walk(
 
 
 async def run_cover(
-    places: PlacesClient, settings: DiscoverySettings, record: CommunityRecord, streams: int
+    places: PlacesClient,
+    settings: DiscoverySettings,
+    record: CommunityRecord,
+    streams: int,
+    *,
+    known: frozenset[str] = frozenset(),
 ) -> Run:
     """The `cover` strategy: every search walked with free probes (`plan`,
     `explore_follow_ups`), then the purchase list of `rollout.cover.plan_cover` bought, as
-    the workflow and its activities do (without Temporal and Postgres)."""
+    the workflow and its activities do (without Temporal and Postgres). `known` ids are
+    left out of the purchases, as DISCOVERY_FRESH_DAYS leaves out places fetched lately."""
     settings = settings.model_copy(update={"strategy": DiscoveryStrategy.COVER})
     run = Run("cover")
     radius = region_radius_m(record.population)
@@ -280,6 +287,7 @@ async def run_cover(
         [ProbedSearch(key, pages) for key, (_, pages) in probed.items()],
         page_cost=request_cost(sku_for(Endpoint.SEARCH_TEXT, SEARCH_MASK)),
         details_cost=request_cost(sku_for(Endpoint.GET_PLACE, DETAILS_MASK)),
+        exclude=known,
     )
     lines = deque(cover.searches)
 
@@ -305,7 +313,8 @@ async def run_cover(
         run.results_by_group["details"] += 1
         run.paid_results += 1
         run.found.add(place_id)
-    run.missed = len({i for _, pages in probed.values() for p in pages for i in p} - run.found)
+    run.sighted = {i for _, pages in probed.values() for p in pages for i in p}
+    run.missed = len(run.sighted - run.found - known)
     run.wall_s = time.monotonic() - started
     return run
 
