@@ -224,16 +224,17 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
                     await follow(lambda doc: live.update(progress_view(doc)))
             else:
                 # Piped or logged: a plain line whenever something changed (a live bar
-                # would print its last frame glued to the summary).
-                last = [progress_line(document)]
-                console.print(last[0], soft_wrap=True)
+                # would print its last frame glued to the summary), from the moment the
+                # rollout has its communities (before, it would read "0/0 communities").
+                last = [""]
 
                 def print_changes(doc: ProgressDocument) -> None:
                     line = progress_line(doc)
-                    if line != last[0]:
+                    if doc.rollout.total_communities and line != last[0]:
                         console.print(line, soft_wrap=True)
                         last[0] = line
 
+                print_changes(document)
                 await follow(print_changes)
             summary: RolloutSummary = result.result()
             return summary

@@ -262,6 +262,17 @@ async def replay_live_histories(env: RolloutEnv, parent_id: str) -> None:
             )
 
 
+async def listed(env: RolloutEnv, query: str, *, within: float = 20) -> list[str]:
+    """Workflow ids a visibility query lists, once it lists any (visibility is eventually
+    consistent: a search attribute upserted just now may not be listed yet)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        ids = [w.id async for w in env.client.list_workflows(query)]
+        if ids or asyncio.get_running_loop().time() > deadline:
+            return ids
+        await asyncio.sleep(0.5)
+
+
 async def test_pause_resume_and_set_batch_size(rollout_env: RolloutEnv) -> None:
     env = rollout_env
     handle = await env.start("DE", batch_size=2)
@@ -288,8 +299,7 @@ async def test_pause_resume_and_set_batch_size(rollout_env: RolloutEnv) -> None:
     assert statuses["queued"] == 0
     assert statuses["paused"] == 56 - started_before
     assert await env.scalar("SELECT status FROM state_rollouts") == "paused"
-    paused_list = [w.id async for w in env.client.list_workflows("RolloutStatus = 'paused'")]
-    assert state_workflow_id("DE") in paused_list
+    assert state_workflow_id("DE") in await listed(env, "RolloutStatus = 'paused'")
 
     await handle.signal(StateRolloutWorkflow.set_batch_size, BatchSizeInput(batch_size=5))
     await handle.signal(StateRolloutWorkflow.resume, ResumeInput())
@@ -517,7 +527,15 @@ async def test_operations_through_the_temporal_cli(rollout_env: RolloutEnv) -> N
         "queued", "processing", "completed", "failed", "paused", "cancelled"
     }  # fmt: skip
 
-    listed = await run(temporal_cli, env, "workflow", "list", "--query", "RolloutStatus='paused'")
+    # Visibility is eventually consistent: the search attribute the pause upserted can reach
+    # the list a moment after the workflow itself (and its query) says paused.
+    for _ in range(40):
+        listed = await run(
+            temporal_cli, env, "workflow", "list", "--query", "RolloutStatus='paused'"
+        )
+        if "state-rollout-DE" in listed:
+            break
+        await asyncio.sleep(0.5)
     assert "state-rollout-DE" in listed
 
     await run(temporal_cli, env, "workflow", "signal", "-w", "state-rollout-DE",
