@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+from rollout.stack import free_port
+
 
 def alive(pid: int) -> bool:
     try:
@@ -68,3 +70,20 @@ def descendants(pid: int) -> list[int]:
                 found.append(child)
                 frontier.append(child)
     return found
+
+
+def own_stack_env(stack_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment for a `starter.py dev`/`demo` subprocess with a stack of its own:
+    its own directory and free ports, and none of the outer services' addresses."""
+    env = {
+        **os.environ,
+        "STACK_DIR": str(stack_dir),
+        "STACK_POSTGRES_PORT": str(free_port()),
+        "STACK_TEMPORAL_PORT": str(free_port()),
+        "STACK_UI_PORT": str(free_port()),
+        "STACK_PLACESIM_PORT": str(free_port()),
+        **extra,
+    }
+    for name in ("DATABASE_URL", "PLACES_BASE_URL", "PLACES_API_KEY", "TEMPORAL_ADDRESS"):
+        env.pop(name, None)
+    return env

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import subprocess
@@ -28,9 +27,8 @@ import pytest
 
 from rollout.communities import largest, load_communities
 from rollout.settings import embedded_database_url
-from rollout.stack import free_port
 from tests.conftest import PROJECT_ROOT
-from tests.processes import alive, descendants, processes_using, wait_gone
+from tests.processes import alive, descendants, own_stack_env, processes_using, wait_gone
 
 
 @dataclass
@@ -77,17 +75,7 @@ class Demo:
 
 @contextlib.contextmanager
 def running_demo(stack_dir: Path, *args: str) -> Iterator[Demo]:
-    env = {
-        **os.environ,
-        "STACK_DIR": str(stack_dir),
-        "STACK_POSTGRES_PORT": str(free_port()),
-        "STACK_TEMPORAL_PORT": str(free_port()),
-        "STACK_UI_PORT": str(free_port()),
-        "STACK_PLACESIM_PORT": str(free_port()),
-        "LOG_LEVEL": "WARNING",
-    }
-    for name in ("DATABASE_URL", "PLACES_BASE_URL", "PLACES_API_KEY", "TEMPORAL_ADDRESS"):
-        env.pop(name, None)
+    env = own_stack_env(stack_dir, LOG_LEVEL="WARNING")
     proc = subprocess.Popen(
         # The README's command itself (it execs `starter.py demo`, so the pid is the CLI's).
         [str(PROJECT_ROOT / "scripts" / "demo"), *args],

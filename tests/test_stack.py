@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from rollout.stack import SEARCH_ATTRIBUTES, EmbeddedStack, StackConfig, free_port
 from tests.conftest import PROJECT_ROOT
-from tests.processes import alive, processes_using, wait_gone
+from tests.processes import alive, own_stack_env, processes_using, wait_gone
 
 
 async def test_stack_answers(stack: EmbeddedStack) -> None:
@@ -71,16 +71,7 @@ def running_dev(
     stack_dir: Path,
 ) -> Iterator[tuple[subprocess.Popen[str], list[int], dict[str, str]]]:
     """`starter.py dev` in a subprocess; yields once it printed its pids."""
-    env = {
-        **os.environ,
-        "STACK_DIR": str(stack_dir),
-        "STACK_POSTGRES_PORT": str(free_port()),
-        "STACK_TEMPORAL_PORT": str(free_port()),
-        "STACK_UI_PORT": str(free_port()),
-        "STACK_PLACESIM_PORT": str(free_port()),
-    }
-    for name in ("DATABASE_URL", "PLACES_BASE_URL", "PLACES_API_KEY"):
-        env.pop(name, None)
+    env = own_stack_env(stack_dir)
     proc = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "starter.py"), "dev"],
         stdout=subprocess.PIPE,

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from rollout.dto import RetrySpec
+    from rollout.dto import PLACES_TASK_QUEUE, RetrySpec
 
 T = TypeVar("T")
+Job = Callable[[], Coroutine[Any, Any, None]]
+
+PLACES_TIMEOUT = timedelta(seconds=30)  # the Places client's own timeout is 10 s
 
 # Bookkeeping activities are short database writes: retry them quickly and for long
 # (a database restart must not fail a rollout), except for input errors.
@@ -54,3 +59,55 @@ def should_continue_as_new(limit: int | None) -> bool:
     if info.is_continue_as_new_suggested():
         return True
     return limit is not None and info.get_current_history_length() >= limit
+
+
+async def places_request(
+    name: str,
+    arg: object,
+    result_type: type[T],
+    *,
+    retry: RetrySpec,
+    non_retryable: Sequence[str],
+    summary: str,
+) -> T:
+    """One Places request as one activity on the rate-limited `rollout-places` queue."""
+    result: T = await workflow.execute_activity(
+        name,
+        arg,
+        result_type=result_type,
+        task_queue=PLACES_TASK_QUEUE,
+        start_to_close_timeout=PLACES_TIMEOUT,
+        # On cancel, wait for the attempt to end, so its billed request is logged before
+        # the community's cost is totted up.
+        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        retry_policy=retry_policy(retry, non_retryable),
+        summary=summary,
+    )
+    return result
+
+
+async def run_pool(
+    more: Callable[[], bool], take: Job, *, at_once: int, continue_as_new_after: int | None
+) -> bool:
+    """Run the jobs `take` hands out while `more()`, `at_once` at a time, until there are no
+    more and none is running. A failed job fails the pool (and cancels the others). True
+    when it stopped early because the history is long enough to continue-as-new."""
+    pending: set[asyncio.Task[None]] = set()
+    draining = False
+    try:
+        while True:
+            while not draining and len(pending) < max(at_once, 1) and more():
+                pending.add(asyncio.create_task(take()))
+            if not pending:
+                break
+            done, still = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            pending = set(still)
+            for finished in done:
+                finished.result()
+            if not draining and should_continue_as_new(continue_as_new_after):
+                draining = True  # let running jobs end, then hand over the rest
+    except BaseException:
+        for other in pending:
+            other.cancel()
+        raise
+    return draining and more()

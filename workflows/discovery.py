@@ -15,16 +15,13 @@ either strategy replay.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
-from temporalio.workflow import ActivityCancellationType
 
-from workflows.common import record, retry_policy, should_continue_as_new
+from workflows.common import Job, places_request, record, run_pool
 
 with workflow.unsafe.imports_passed_through():
     from rollout.discovery import (
@@ -42,14 +39,10 @@ with workflow.unsafe.imports_passed_through():
         explore_follow_ups,
         follow_ups,
     )
-    from rollout.dto import PLACES_TASK_QUEUE, PhaseResult
+    from rollout.dto import PhaseResult
 
 # Places errors that no retry can help; the retry intervals come from the input.
 PLACES_NON_RETRYABLE = ["PlacesAccessError", "InvalidRequestError", "NotFoundError"]
-PLACES_TIMEOUT = timedelta(seconds=30)  # the client's own timeout is 10 s
-
-
-Job = Callable[[], Coroutine[Any, Any, None]]
 
 
 @workflow.defn(name="CommunityDiscoveryWorkflow")
@@ -134,27 +127,9 @@ class CommunityDiscoveryWorkflow:
         )
 
     async def _pool(self, more: Callable[[], bool], take: Job, inp: DiscoveryInput) -> bool:
-        """Run the jobs `take` hands out while `more()`, `inp.streams` at once, until there
-        are no more and none is running. True when it stopped early, to continue-as-new."""
-        pending: set[asyncio.Task[None]] = set()
-        draining = False
-        try:
-            while True:
-                while not draining and len(pending) < max(inp.streams, 1) and more():
-                    pending.add(asyncio.create_task(take()))
-                if not pending:
-                    break
-                done, still = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                pending = set(still)
-                for finished in done:
-                    finished.result()  # a failed stream fails the phase
-                if not draining and should_continue_as_new(inp.continue_as_new_after_events):
-                    draining = True  # let running streams end, then hand over the rest
-        except BaseException:
-            for other in pending:
-                other.cancel()
-            raise
-        return draining and more()
+        return await run_pool(
+            more, take, at_once=inp.streams, continue_as_new_after=inp.continue_as_new_after_events
+        )
 
     def _continue_as_new(self, inp: DiscoveryInput, plan: DiscoveryPlan) -> None:
         carry = DiscoveryCarry(
@@ -176,7 +151,7 @@ class CommunityDiscoveryWorkflow:
         token: str | None = None
         page_number = 1
         while True:
-            outcome: PageOutcome = await workflow.execute_activity(
+            outcome = await places_request(
                 "places_search_page",
                 PageRequest(
                     task=task,
@@ -188,13 +163,9 @@ class CommunityDiscoveryWorkflow:
                     throttle_ms=inp.throttle_ms,
                     run_key=self._run_key,
                 ),
-                result_type=PageOutcome,
-                task_queue=PLACES_TASK_QUEUE,
-                start_to_close_timeout=PLACES_TIMEOUT,
-                # On cancel, wait for the attempt to end, so its billed requests are logged
-                # before the community's cost is totted up.
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                retry_policy=retry_policy(phase_input.places_retry, PLACES_NON_RETRYABLE),
+                PageOutcome,
+                retry=phase_input.places_retry,
+                non_retryable=PLACES_NON_RETRYABLE,
                 summary=f"{task.kind.value} {task.label} d{task.depth} p{page_number}"
                 + (" probe" if task.probe else ""),
             )
@@ -217,7 +188,7 @@ class CommunityDiscoveryWorkflow:
         token: str | None = None
         page_number = 1
         while True:
-            outcome: PageOutcome = await workflow.execute_activity(
+            outcome = await places_request(
                 "places_buy",
                 BuyRequest(
                     run_key=self._run_key,
@@ -229,11 +200,9 @@ class CommunityDiscoveryWorkflow:
                     region_id=plan.region_id,
                     throttle_ms=inp.throttle_ms,
                 ),
-                result_type=PageOutcome,
-                task_queue=PLACES_TASK_QUEUE,
-                start_to_close_timeout=PLACES_TIMEOUT,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                retry_policy=retry_policy(phase_input.places_retry, PLACES_NON_RETRYABLE),
+                PageOutcome,
+                retry=phase_input.places_retry,
+                non_retryable=PLACES_NON_RETRYABLE,
                 summary=f"buy {seq} p{page_number}",
             )
             self._requests += 1

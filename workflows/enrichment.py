@@ -9,17 +9,15 @@ before its history grows large, carrying the listing cursor, the queue and the c
 
 from __future__ import annotations
 
-import asyncio
-from datetime import timedelta
+from collections.abc import Coroutine
+from typing import Any
 
 from temporalio import workflow
-from temporalio.workflow import ActivityCancellationType
 
-from workflows.common import record, retry_policy, should_continue_as_new
+from workflows.common import places_request, record, run_pool, should_continue_as_new
 
 with workflow.unsafe.imports_passed_through():
     from rollout.dto import (
-        PLACES_TASK_QUEUE,
         EnrichmentCarry,
         EnrichmentFinish,
         EnrichmentInput,
@@ -32,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
 
 # Places errors that no retry can help; the retry intervals come from the input.
 PLACES_NON_RETRYABLE = ["PlacesAccessError", "PhaseConfigError"]
-PLACES_TIMEOUT = timedelta(seconds=30)  # the client's own timeout is 10 s
 
 
 @workflow.defn(name="CommunityEnrichmentWorkflow")
@@ -47,39 +44,34 @@ class CommunityEnrichmentWorkflow:
 
     @workflow.run
     async def run(self, inp: EnrichmentInput) -> PhaseResult:
-        phase = inp.phase
         self._carry = inp.carry.model_copy() if inp.carry else EnrichmentCarry()
         carry = self._carry
-        pending: set[asyncio.Task[None]] = set()
-        draining = False
-        try:
-            while True:
-                while not draining and len(pending) < max(inp.streams, 1):
-                    if not carry.queue and not carry.listed_all:
-                        await self._list(inp)
-                    if not carry.queue:
-                        break
-                    pending.add(asyncio.create_task(self._enrich(carry.queue.pop(0), inp)))
-                if not pending:
-                    break
-                done, still = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                pending = set(still)
-                for finished in done:
-                    finished.result()  # a request that still fails fails the phase
-                if not draining and should_continue_as_new(inp.continue_as_new_after_events):
-                    draining = True  # let running requests end, then hand over the rest
-        except BaseException:
-            for other in pending:
-                other.cancel()
-            raise
-        if draining and (carry.queue or not carry.listed_all):
-            workflow.continue_as_new(
-                inp.model_copy(update={"carry": carry.model_copy(update={"runs": carry.runs + 1})})
+
+        def enrich() -> Coroutine[Any, Any, None]:
+            return self._enrich(carry.queue.pop(0), inp)
+
+        # A page of targets at a time: list, enrich it `streams` at once, list the next.
+        while carry.queue or not carry.listed_all:
+            if not carry.queue:
+                await self._list(inp)
+            # The pool stops early when the history is long enough; so does this loop.
+            await run_pool(
+                lambda: bool(carry.queue),
+                enrich,
+                at_once=inp.streams,
+                continue_as_new_after=inp.continue_as_new_after_events,
             )
+            more = bool(carry.queue) or not carry.listed_all
+            if more and should_continue_as_new(inp.continue_as_new_after_events):
+                carry.runs += 1
+                workflow.continue_as_new(inp.model_copy(update={"carry": carry}))
         return await record(
             "phase4_finish",
             EnrichmentFinish(
-                phase=phase, enriched=carry.enriched, fresh=carry.fresh, not_found=carry.not_found
+                phase=inp.phase,
+                enriched=carry.enriched,
+                fresh=carry.fresh,
+                not_found=carry.not_found,
             ),
             PhaseResult,
             summary="phase 4: total up",
@@ -106,20 +98,16 @@ class CommunityEnrichmentWorkflow:
         carry.listed_all = len(page.business_ids) < inp.page_size
 
     async def _enrich(self, business_id: int, inp: EnrichmentInput) -> None:
-        outcome: EnrichOutcome = await workflow.execute_activity(
+        outcome = await places_request(
             "places_enrich",
             EnrichRequest(
                 community_rollout_id=inp.phase.community_rollout_id,
                 business_id=business_id,
                 throttle_ms=inp.phase.throttle_ms,
             ),
-            result_type=EnrichOutcome,
-            task_queue=PLACES_TASK_QUEUE,
-            start_to_close_timeout=PLACES_TIMEOUT,
-            # On cancel, wait for the attempt to end, so its billed request is logged
-            # before the community's cost is totted up.
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            retry_policy=retry_policy(inp.places_retry, PLACES_NON_RETRYABLE),
+            EnrichOutcome,
+            retry=inp.places_retry,
+            non_retryable=PLACES_NON_RETRYABLE,
             summary=f"details {business_id}",
         )
         carry = self._carry
