@@ -26,10 +26,10 @@ from rollout.cover import ProbedSearch, plan_cover
 from rollout.db.models import (
     Business,
     BusinessRegion,
-    CommunityRegion,
     CommunityRollout,
     DiscoveryPurchase,
     DiscoverySighting,
+    Region,
 )
 from rollout.discovery import (
     DETAILS_MASK,
@@ -62,6 +62,14 @@ from rollout.status import Phase, PhaseStatus
 from rollout.usage import log_api_usage
 
 PLACES_ACCESS_ERROR = "PlacesAccessError"
+
+
+async def _region_of(session: AsyncSession, community_rollout_id: int) -> Region | None:
+    """The primary region of a community rollout's community."""
+    community_id = await session.scalar(
+        select(CommunityRollout.community_id).where(CommunityRollout.id == community_rollout_id)
+    )
+    return None if community_id is None else await primary_region(session, community_id)
 
 
 def to_application_error(error: PlacesError) -> ApplicationError:
@@ -230,12 +238,7 @@ class DiscoveryActivities:
             return frozenset()
         cutoff = func.now() - timedelta(days=self.settings.fresh_days)
         async with self.sessions.begin() as session:
-            community_id = await session.scalar(
-                select(CommunityRollout.community_id).where(
-                    CommunityRollout.id == community_rollout_id
-                )
-            )
-            region = await primary_region(session, int(community_id or 0))
+            region = await _region_of(session, community_rollout_id)
             if region is None:
                 return frozenset()
             fresh = (
@@ -324,14 +327,11 @@ class DiscoveryActivities:
             fetched = select(ids).where(
                 DiscoverySighting.run_key == req.run_key, DiscoverySighting.paid
             )
+            region = await _region_of(session, req.community_rollout_id)
             linked = (
                 select(Business.place_id)
                 .join(BusinessRegion, BusinessRegion.business_id == Business.id)
-                .join(CommunityRegion, CommunityRegion.region_id == BusinessRegion.region_id)
-                .join(
-                    CommunityRollout, CommunityRollout.community_id == CommunityRegion.community_id
-                )
-                .where(CommunityRollout.id == req.community_rollout_id, CommunityRegion.is_primary)
+                .where(BusinessRegion.region_id == (region.id if region else None))
             )
             missing = sighted.except_(fetched, linked).subquery()
             count = await session.scalar(select(func.count()).select_from(missing))
