@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NoReturn
 
@@ -32,7 +32,13 @@ from cli import control
 from cli.devstack import DEMO_DISCOVERY, start_emulator, start_worker, worker_environment
 from rollout.communities import SchemaMissingError, seed_from_data_file
 from rollout.db.errors import DatabaseUnavailableError, is_connection_error, unavailable
-from rollout.dto import ProgressDocument, RolloutSettings, RolloutSummary, state_workflow_id
+from rollout.dto import (
+    ProgressDocument,
+    RolloutSettings,
+    RolloutSummary,
+    cents,
+    state_workflow_id,
+)
 from rollout.logsetup import configure_logging
 from rollout.settings import Settings, get_settings
 from rollout.stack import EmbeddedStack, StackConfig, StackError, terminate_on_sigterm
@@ -250,8 +256,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _usd(amount: Decimal) -> str:
-    """Dollars and cents, half a cent rounded up (format() would round half to even)."""
-    return f"${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+    return f"${cents(amount):,}"
 
 
 def _print_demo_summary(

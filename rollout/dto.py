@@ -7,7 +7,7 @@ Never ORM rows, never pages of places. Workflows and activities both import this
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +30,12 @@ def state_workflow_id(state_code: str) -> str:
 
 def community_workflow_id(state_code: str, community_id: int) -> str:
     return f"state-rollout-{state_code}/community-{community_id}"
+
+
+def cents(amount: Decimal) -> Decimal:
+    """Dollars to the cent, half a cent up: every cost the progress document, the starter
+    and the Web UI summary show is rounded this one way."""
+    return amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 class Payload(BaseModel):

@@ -8,7 +8,7 @@ All writes are idempotent: a retried activity converges on the same rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -34,6 +34,7 @@ from rollout.dto import (
     RolloutSettings,
     RolloutSummary,
     StatusBreakdown,
+    cents,
 )
 from rollout.states import STATE_NAMES
 from rollout.status import (
@@ -571,13 +572,8 @@ async def progress_from_db(session: AsyncSession, state_code: str) -> ProgressDo
         status_breakdown=breakdown,
         total_businesses=int(businesses),
         total_news_sources=int(news),
-        # Half a cent up, as the workflow's own progress query rounds.
-        total_cost=Decimal(cost).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP),
-        estimated_remaining_cost=(remaining * average).quantize(
-            Decimal("0.01"), rounding=ROUND_HALF_UP
-        )
-        if active
-        else Decimal("0.00"),
+        total_cost=cents(Decimal(cost)),
+        estimated_remaining_cost=cents(remaining * average) if active else Decimal("0.00"),
         in_flight=[
             InFlightCommunity(
                 community_rollout_id=cr_id,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from temporalio import workflow
 from temporalio.common import (
@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         StateRolloutInput,
         StatusBreakdown,
         Totals,
+        cents,
         community_workflow_id,
     )
     from rollout.states import STATE_NAMES
@@ -88,10 +89,6 @@ def validate_input(inp: StateRolloutInput) -> list[str]:
     if any(c <= 0 for c in inp.priority_communities):
         problems.append("priority community ids must be positive integers")
     return problems
-
-
-def _money(value: Decimal) -> Decimal:
-    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 @workflow.defn(name="StateRolloutWorkflow")
@@ -237,8 +234,8 @@ class StateRolloutWorkflow:
             status_breakdown=breakdown,
             total_businesses=t.businesses,
             total_news_sources=t.news_sources,
-            total_cost=_money(t.cost_usd),
-            estimated_remaining_cost=_money(
+            total_cost=cents(t.cost_usd),
+            estimated_remaining_cost=cents(
                 (remaining + len(self._in_flight)) * self._average_cost()
             )
             if not finished
@@ -468,9 +465,9 @@ class StateRolloutWorkflow:
         committed = self._totals.cost_usd + len(self._in_flight) * average
         if committed + average > self._budget:
             return (
-                f"budget: ${_money(self._totals.cost_usd)} spent and "
+                f"budget: ${cents(self._totals.cost_usd)} spent and "
                 f"{len(self._in_flight)} communities in flight; the next community "
-                f"(about ${_money(average)}) would pass the ${_money(self._budget)} budget"
+                f"(about ${cents(average)}) would pass the ${cents(self._budget)} budget"
             )
         return None
 
@@ -561,8 +558,8 @@ class StateRolloutWorkflow:
             f"({t.completed:,} completed, {t.failed:,} failed, {t.cancelled:,} cancelled)",
             f"- in flight: {len(self._in_flight)} of a window of {self._batch_size}",
             f"- businesses: {t.businesses:,}; news sources: {t.news_sources:,}",
-            f"- Places cost: ${_money(t.cost_usd)}"
-            + (f" of a ${_money(self._budget)} budget" if self._budget else ""),
+            f"- Places cost: ${cents(t.cost_usd)}"
+            + (f" of a ${cents(self._budget)} budget" if self._budget else ""),
         ]
         if self._paused_reason:
             lines.append(f"- paused: {self._paused_reason}")
