@@ -177,7 +177,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     from rich.live import Live
 
-    from cli.render import progress_line, progress_view
+    from cli.render import ProgressLines, progress_view
 
     started = time.monotonic()
     rollout = RolloutSettings(batch_size=args.batch_size, throttle_ms=0)
@@ -230,18 +230,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
                     await follow(lambda doc: live.update(progress_view(doc)))
             else:
                 # Piped or logged: a plain line whenever something changed (a live bar
-                # would print its last frame glued to the summary), from the moment the
-                # rollout has its communities (before, it would read "0/0 communities").
-                last = [""]
-
-                def print_changes(doc: ProgressDocument) -> None:
-                    line = progress_line(doc)
-                    if doc.rollout.total_communities and line != last[0]:
-                        console.print(line, soft_wrap=True)
-                        last[0] = line
-
-                print_changes(document)
-                await follow(print_changes)
+                # would print its last frame glued to the summary).
+                lines = ProgressLines(console, from_first_community=True)
+                lines.show(document)
+                await follow(lines.show)
             summary: RolloutSummary = result.result()
             return summary
 
@@ -397,7 +389,7 @@ def cmd_set_batch_size(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_progress(args: argparse.Namespace, settings: Settings) -> None:
     from rich.live import Live
 
-    from cli.render import progress_line, progress_view
+    from cli.render import ProgressLines, progress_view
 
     def open_status(document: ProgressDocument) -> bool:
         return document.rollout.status.value in ("planned", "in_progress", "paused")
@@ -416,15 +408,12 @@ def cmd_progress(args: argparse.Namespace, settings: Settings) -> None:
             return
         if not console.is_terminal:
             # Piped or logged: a line whenever something changed, and the final state.
-            last = progress_line(document)
-            console.print(last, soft_wrap=True)
+            lines = ProgressLines(console)
+            lines.show(document)
             while open_status(document):
                 await asyncio.sleep(args.interval)
                 document = await once(client)
-                line = progress_line(document)
-                if line != last:
-                    console.print(line, soft_wrap=True)
-                    last = line
+                lines.show(document)
             return
         with Live(progress_view(document), console=console, refresh_per_second=4) as live:
             while open_status(document):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -65,6 +65,24 @@ def progress_line(doc: ProgressDocument) -> str:
         f"businesses {doc.total_businesses}, news sources {doc.total_news_sources}, "
         f"cost ${doc.total_cost}"
     )
+
+
+class ProgressLines:
+    """`progress_line` printed only when it changed: a rollout followed into a pipe or a
+    log. `from_first_community` holds back the lines of a rollout whose rows are not
+    written yet ("0/0 communities")."""
+
+    def __init__(self, console: Console, *, from_first_community: bool = False) -> None:
+        self.console = console
+        self.from_first_community = from_first_community
+        self.last = ""
+
+    def show(self, doc: ProgressDocument) -> None:
+        line = progress_line(doc)
+        if line == self.last or (self.from_first_community and not doc.rollout.total_communities):
+            return
+        self.console.print(line, soft_wrap=True)
+        self.last = line
 
 
 def rollouts_table(rows: list[RolloutListing]) -> Table:
