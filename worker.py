@@ -132,8 +132,8 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
 
 # The server's task-queue rate limiter admits bursts above its rate. With a limit of exactly
 # the quota, bench/places_quota.py saw 429s (in the first minute); 2.5% below it, none in
-# steady state at ~97% of the quota, though one of two cold starts still drew 8 in its first
-# minute (a full token bucket). Those are retried after Retry-After; nothing is lost.
+# steady state at ~92-97% of the quota, though one of five cold starts still drew 8 in its
+# first minute (a full token bucket). Those are retried after Retry-After; nothing is lost.
 PLACES_QUOTA_SHARE = 0.975
 
 
