@@ -29,19 +29,19 @@ from rich.console import Console
 from temporalio.client import Client
 
 from cli import control
-from cli.devstack import DEMO_DISCOVERY, start_emulator, start_worker, worker_environment
+from devstack.embedded import EmbeddedStack, StackConfig, StackError, terminate_on_sigterm
+from devstack.services import DEMO_DISCOVERY, start_emulator, start_worker, worker_environment
 from rollout.communities import SchemaMissingError, seed_from_data_file
 from rollout.db.errors import DatabaseUnavailableError, is_connection_error, unavailable
-from rollout.dto import (
+from rollout.logsetup import configure_logging
+from rollout.payloads import (
     ProgressDocument,
     RolloutSettings,
     RolloutSummary,
     cents,
     state_workflow_id,
 )
-from rollout.logsetup import configure_logging
 from rollout.settings import Settings, get_settings
-from rollout.stack import EmbeddedStack, StackConfig, StackError, terminate_on_sigterm
 from rollout.states import STATE_NAMES, UnknownStateError, normalize_state_code
 
 DEMO_STATE = "DE"  # 56 communities: a whole state in a few minutes
@@ -428,9 +428,9 @@ def cmd_estimate(args: argparse.Namespace, settings: Settings) -> None:
     from rich.table import Table
 
     from rollout.communities import load_communities
-    from rollout.discovery import DiscoverySettings
     from rollout.estimate import estimate
     from rollout.phase_settings import get_phase_settings
+    from rollout.phases.discovery.planning import DiscoverySettings
 
     result = estimate(
         load_communities(args.state),

@@ -39,13 +39,13 @@ from activities.seeding import SeedingActivities
 from activities.verification import VerificationActivities
 from activities.website_scan import WebsiteScanActivities
 from rollout.db.session import create_engine, session_factory
-from rollout.discovery import DiscoverySettings
-from rollout.dto import PLACES_TASK_QUEUE, ROLLOUT_TASK_QUEUE
 from rollout.logsetup import configure_logging
+from rollout.payloads import PLACES_TASK_QUEUE, ROLLOUT_TASK_QUEUE
 from rollout.phase_settings import PhaseSettings, get_phase_settings
+from rollout.phases.discovery.planning import DiscoverySettings
+from rollout.phases.website_scan.fetcher import WebFetcher
 from rollout.places.client import PlacesClient
 from rollout.settings import WORKER_GRACEFUL_SHUTDOWN_S, Settings, get_settings
-from rollout.webscan.fetcher import WebFetcher
 from workflows import (
     CommunityDiscoveryWorkflow,
     CommunityEnrichmentWorkflow,

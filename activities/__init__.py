@@ -1,4 +1,4 @@
 """Temporal activities: thin wrappers, one concern per module, over the rollout core.
 
-They receive and return the small DTOs of rollout.dto and hold no orchestration logic.
+They receive and return the small DTOs of rollout.payloads and hold no orchestration logic.
 """

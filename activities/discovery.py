@@ -20,9 +20,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
-from rollout import records
-from rollout.businesses import primary_region, region_counts, upsert_places
-from rollout.cover import ProbedSearch, plan_cover
+from rollout.db import records
+from rollout.db.businesses import primary_region, region_counts, upsert_places
 from rollout.db.models import (
     Business,
     BusinessRegion,
@@ -31,7 +30,10 @@ from rollout.db.models import (
     DiscoverySighting,
     Region,
 )
-from rollout.discovery import (
+from rollout.db.usage import log_api_usage
+from rollout.payloads import PhaseInput, PhaseResult
+from rollout.phases.discovery.cover import ProbedSearch, plan_cover
+from rollout.phases.discovery.planning import (
     DETAILS_MASK,
     PROBE_MASK,
     SEARCH_MASK,
@@ -48,7 +50,6 @@ from rollout.discovery import (
     bounding_box,
     plan,
 )
-from rollout.dto import PhaseInput, PhaseResult
 from rollout.places.client import PlacesClient
 from rollout.places.errors import (
     NotFoundError,
@@ -59,7 +60,6 @@ from rollout.places.errors import (
 from rollout.places.models import Circle, DetailsResult, LatLng, Place, Rectangle, SearchPage
 from rollout.places.pricing import Endpoint, request_cost, sku_for
 from rollout.status import Phase, PhaseStatus
-from rollout.usage import log_api_usage
 
 PLACES_ACCESS_ERROR = "PlacesAccessError"
 
@@ -153,8 +153,9 @@ class DiscoveryActivities:
 
     @activity.defn(name="discovery_plan_purchases")
     async def discovery_plan_purchases(self, req: PurchaseListRequest) -> PurchaseList:
-        """Plan which probed pages to buy (rollout/cover.py) and store the list, replacing
-        any list an earlier attempt stored: the same sightings give the same list."""
+        """Plan which probed pages to buy (rollout/phases/discovery/cover.py) and store the
+        list, replacing any list an earlier attempt stored: the same sightings give the same
+        list."""
         async with self.sessions.begin() as session:
             rows = (
                 await session.execute(

@@ -17,8 +17,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
-from activities._heartbeat import Heartbeater
-from rollout.dto import (
+from activities.heartbeat import Heartbeater
+from rollout.db.records import mark_phase
+from rollout.payloads import (
     EnrichmentFinish,
     EnrichOutcome,
     EnrichRequest,
@@ -27,7 +28,8 @@ from rollout.dto import (
     PhaseInput,
     PhaseResult,
 )
-from rollout.enrichment import (
+from rollout.phase_settings import PhaseSettings, get_phase_settings
+from rollout.phases.enrichment.details import (
     EnrichProgress,
     Pacer,
     TargetOutcome,
@@ -38,11 +40,9 @@ from rollout.enrichment import (
     stale_target,
     target_page,
 )
-from rollout.phase_settings import PhaseSettings, get_phase_settings
 from rollout.places.client import PlacesClient
 from rollout.places.errors import PermissionDeniedError, PlacesError, QuotaExceededError
 from rollout.places.pricing import Endpoint, FieldMaskError, sku_for
-from rollout.records import mark_phase
 from rollout.settings import get_settings
 from rollout.status import Phase, PhaseStatus
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities._heartbeat import Heartbeater
-from rollout.dto import PhaseInput, PhaseResult
-from rollout.news_sources import NewsProgress, news_counts, setup_news_sources
+from activities.heartbeat import Heartbeater
+from rollout.db.records import mark_phase, record_phase_counts
+from rollout.payloads import PhaseInput, PhaseResult
 from rollout.phase_settings import PhaseSettings, get_phase_settings
-from rollout.progress import resume_point
-from rollout.records import mark_phase, record_phase_counts
+from rollout.phases.news_sources.setup import NewsProgress, news_counts, setup_news_sources
+from rollout.phases.resume import resume_point
+from rollout.phases.website_scan.fetcher import WebFetcher
 from rollout.status import Phase, PhaseStatus
-from rollout.webscan.fetcher import WebFetcher
 
 
 class NewsSourceActivities:

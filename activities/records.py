@@ -7,8 +7,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
-from rollout import records
-from rollout.dto import (
+from rollout.db import records
+from rollout.payloads import (
     CommunityFinish,
     CommunityMark,
     CommunityPage,

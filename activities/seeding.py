@@ -6,11 +6,11 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities._heartbeat import Heartbeater
-from rollout.dto import PhaseInput, PhaseResult
+from activities.heartbeat import Heartbeater
+from rollout.db.records import mark_phase
+from rollout.payloads import PhaseInput, PhaseResult
 from rollout.phase_settings import PhaseSettings, get_phase_settings
-from rollout.records import mark_phase
-from rollout.seeding import (
+from rollout.phases.seeding.outbox import (
     DeliveryCounts,
     WebhookDelivery,
     build_outbox,

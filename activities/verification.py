@@ -9,13 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities._heartbeat import Heartbeater
+from activities.heartbeat import Heartbeater
 from rollout.db.models import CommunityRollout
-from rollout.dto import PhaseInput, PhaseResult
+from rollout.db.records import mark_phase
+from rollout.payloads import PhaseInput, PhaseResult
 from rollout.phase_settings import PhaseSettings, get_phase_settings
-from rollout.records import mark_phase
+from rollout.phases.verification.report import build_report, expected_categories, load_facts
 from rollout.status import Phase, PhaseStatus
-from rollout.verification import build_report, expected_categories, load_facts
 
 THRESHOLD_FAILED = "PhaseThresholdFailed"
 

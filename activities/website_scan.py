@@ -5,14 +5,14 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities._heartbeat import Heartbeater
-from rollout.dto import PhaseInput, PhaseResult
+from activities.heartbeat import Heartbeater
+from rollout.db.records import mark_phase
+from rollout.payloads import PhaseInput, PhaseResult
 from rollout.phase_settings import PhaseSettings, get_phase_settings
-from rollout.progress import resume_point
-from rollout.records import mark_phase
+from rollout.phases.resume import resume_point
+from rollout.phases.website_scan.community import ScanProgress, scan_community, scan_counts
+from rollout.phases.website_scan.fetcher import WebFetcher
 from rollout.status import Phase, PhaseStatus
-from rollout.webscan.community import ScanProgress, scan_community, scan_counts
-from rollout.webscan.fetcher import WebFetcher
 
 
 class WebsiteScanActivities:

@@ -8,17 +8,20 @@ per-day quota: the quota is bench/places_quota.py's subject), and the real
 `rollout.places.client.PlacesClient` against it. For each community and strategy the
 emulator's meter is reset, the strategy runs, and the bill is read back from /sim/billing.
 
-Strategies (all with the same paid field mask, `rollout.discovery.SEARCH_MASK`, Enterprise):
+Strategies (all with the same paid field mask,
+`rollout.phases.discovery.planning.SEARCH_MASK`, Enterprise):
 - laravel: one Text Search per dense category (includedType, the region's bounding box) of at
   most 3 pages (60 results), one Nearby Search per sparse category (the region circle), one
   Text Search per catch-all query (3 pages at most); no splitting, no escalation;
-- stream (DISCOVERY_STRATEGY=stream): `rollout.discovery.plan` + `follow_ups`, walked as
+- stream (DISCOVERY_STRATEGY=stream): `rollout.phases.discovery.planning.plan` +
+  `follow_ups`, walked as
   CommunityDiscoveryWorkflow walks its frontier (`--streams` searches at once, each paged to
   its end, one request at a time, then its follow-ups appended), with the masks of the
   `places_search_page` activity: PROBE_MASK (IDs only, free) for probe cells, SEARCH_MASK
   otherwise. Only paid pages count as found, as only they are stored by the activity;
 - cover (the default): every search and cell walked with PROBE_MASK (free), then the
-  purchase list of `rollout.cover.plan_cover` bought: the first pages of probed searches
+  purchase list of `rollout.phases.discovery.cover.plan_cover` bought: the first
+  pages of probed searches
   with SEARCH_MASK and Place Details (DETAILS_MASK, Enterprise) for lone ids.
 
 Ground truth: GET /sim/world?community_id=ID (the community's own businesses). Recall is
@@ -61,8 +64,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from placesim.process import PlacesimServer  # noqa: E402
 from rollout.communities import CommunityRecord, load_communities, region_radius_m  # noqa: E402
-from rollout.cover import ProbedSearch, plan_cover  # noqa: E402
-from rollout.discovery import (  # noqa: E402
+from rollout.phases.discovery.cover import ProbedSearch, plan_cover  # noqa: E402
+from rollout.phases.discovery.planning import (  # noqa: E402
     DETAILS_MASK,
     PAGE_SIZE,
     PROBE_MASK,
@@ -252,7 +255,8 @@ async def run_cover(
     known: frozenset[str] = frozenset(),
 ) -> Run:
     """The `cover` strategy: every search walked with free probes (`plan`,
-    `explore_follow_ups`), then the purchase list of `rollout.cover.plan_cover` bought, as
+    `explore_follow_ups`), then the purchase list of
+    `rollout.phases.discovery.cover.plan_cover` bought, as
     the workflow and its activities do (without Temporal and Postgres). `known` ids are
     left out of the purchases, as DISCOVERY_FRESH_DAYS leaves out places fetched lately."""
     settings = settings.model_copy(update={"strategy": DiscoveryStrategy.COVER})

@@ -7,7 +7,8 @@ Takes the --communities largest communities of --state whose centres lie within 
 of the state's largest one (a metro area: their search boxes overlap) and runs phase 1's
 cover strategy for each in turn, largest first as a rollout takes them, against `placesim`
 (a real HTTP server, no quota) with the real PlacesClient: bench/discovery_coverage.py's
-`run_cover` (free IDs-only probes, `rollout.cover.plan_cover`, the purchases). Twice:
+`run_cover` (free IDs-only probes, `rollout.phases.discovery.cover.plan_cover`, the
+purchases). Twice:
 - fresh 0 (DISCOVERY_FRESH_DAYS=0): every community buys everything its probes sighted;
 - fresh 30 (the default): a community leaves out of its purchases the places an earlier
   community already bought (in the workflow: fetched within 30 days), and links them.
@@ -39,7 +40,7 @@ from discovery_coverage import billing, run_cover  # noqa: E402
 
 from placesim.process import PlacesimServer  # noqa: E402
 from rollout.communities import CommunityRecord, largest, load_communities  # noqa: E402
-from rollout.discovery import DiscoverySettings  # noqa: E402
+from rollout.phases.discovery.planning import DiscoverySettings  # noqa: E402
 from rollout.places.client import PlacesClient  # noqa: E402
 from rollout.settings import EMULATOR_API_KEY  # noqa: E402
 

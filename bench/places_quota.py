@@ -54,7 +54,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from cli.devstack import (  # noqa: E402
+from devstack.embedded import EmbeddedStack, StackConfig, free_port  # noqa: E402
+from devstack.services import (  # noqa: E402
     DEMO_DISCOVERY,
     start_emulator,
     start_worker,
@@ -62,9 +63,8 @@ from cli.devstack import (  # noqa: E402
 )
 from rollout.communities import seed_from_data_file  # noqa: E402
 from rollout.db.migrate import upgrade  # noqa: E402
-from rollout.dto import PLACES_TASK_QUEUE, StateRolloutInput, state_workflow_id  # noqa: E402
+from rollout.payloads import PLACES_TASK_QUEUE, StateRolloutInput, state_workflow_id  # noqa: E402
 from rollout.settings import Settings  # noqa: E402
-from rollout.stack import EmbeddedStack, StackConfig, free_port  # noqa: E402
 from worker import places_rate  # noqa: E402
 from workflows.state_rollout import StateRolloutWorkflow  # noqa: E402
 

@@ -10,7 +10,8 @@ events, the server's warning level), the number of runs (continue-as-new), and t
 peak memory (VmHWM; target: under 400 MB).
 
 The category lists default to a few categories so a 1,268-community state fits a benchmark
-run on a 2-core machine; pass the full lists (rollout/discovery.py) for a complete world.
+run on a 2-core machine; pass the full lists (rollout/phases/discovery/planning.py) for a
+complete world.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli.devstack import start_emulator, start_worker, worker_environment
+from devstack.embedded import EmbeddedStack, StackConfig, free_port
+from devstack.services import start_emulator, start_worker, worker_environment
 from rollout.communities import seed_from_data_file
 from rollout.db.migrate import upgrade_async
-from rollout.dto import RolloutSummary, StateRolloutInput, state_workflow_id
+from rollout.payloads import RolloutSummary, StateRolloutInput, state_workflow_id
 from rollout.settings import Settings
-from rollout.stack import EmbeddedStack, StackConfig, free_port
 from workflows.state_rollout import StateRolloutWorkflow
 
 console = Console()

@@ -11,7 +11,8 @@ What runs (all on this machine, loopback only):
   (127.0.0.2, 127.0.0.3, ...): each site is reached through one of them, so the scanner sees
   many hosts as it would on the web; every response is delayed by a random latency, and the
   proxy counts the requests each host has in flight, as the host itself would see them;
-- the scanner: rollout.webscan's WebFetcher + scan_site, with the given global and per-host
+- the scanner: rollout.phases.website_scan's WebFetcher + scan_site, with the given
+  global and per-host
   limits, as the phase 2 activity runs them (minus the database writes).
 
 It prints one table: sites, wall time, sites/s, peak RSS of the scanning process, and the most
@@ -42,14 +43,14 @@ import httpx
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from devstack.embedded import free_port  # noqa: E402
 from placesim.process import PlacesimServer  # noqa: E402
 from rollout.communities import load_communities  # noqa: E402
 from rollout.phase_settings import PhaseSettings  # noqa: E402
-from rollout.stack import free_port  # noqa: E402
-from rollout.webscan.errors import ScanStatus  # noqa: E402
-from rollout.webscan.fetcher import WebFetcher  # noqa: E402
-from rollout.webscan.limits import LimiterStats  # noqa: E402
-from rollout.webscan.scanner import ScanOutcome, scan_site  # noqa: E402
+from rollout.phases.website_scan.errors import ScanStatus  # noqa: E402
+from rollout.phases.website_scan.fetcher import WebFetcher  # noqa: E402
+from rollout.phases.website_scan.limits import LimiterStats  # noqa: E402
+from rollout.phases.website_scan.scanner import ScanOutcome, scan_site  # noqa: E402
 
 STATS_PATH = "/__proxy_stats"
 

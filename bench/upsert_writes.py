@@ -12,7 +12,7 @@ DATABASE ... TEMPLATE), so no mode writes into another's tables.
 The same synthetic `Place` objects (ids, names, addresses, locations, types, status,
 website, phone, rating) are written by every mode, twice: a first insert into empty tables,
 then a re-upsert of the same places (every row exists; the Google fields are refreshed):
-- bulk N: `rollout.businesses.upsert_places` on pages of N places, one transaction per page
+- bulk N: `rollout.db.businesses.upsert_places` on pages of N places, one transaction per page
   (N = 20 is exactly what the places_search_page activity does per page): ONE statement per
   page (rows as column arrays through unnest, INSERT ... ON CONFLICT DO UPDATE, and the
   business_region links in the same statement);
@@ -47,16 +47,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from rollout.businesses import _REFRESHED as REFRESHED  # noqa: E402
-from rollout.businesses import _row as place_row  # noqa: E402
-from rollout.businesses import primary_region, upsert_places  # noqa: E402
+from devstack.embedded import EmbeddedPostgres, StackConfig  # noqa: E402
 from rollout.communities import seed_from_data_file  # noqa: E402
+from rollout.db.businesses import _REFRESHED as REFRESHED  # noqa: E402
+from rollout.db.businesses import _row as place_row  # noqa: E402
+from rollout.db.businesses import primary_region, upsert_places  # noqa: E402
 from rollout.db.migrate import upgrade  # noqa: E402
 from rollout.db.models import Business, BusinessRegion, Community  # noqa: E402
 from rollout.db.session import create_engine, session_factory  # noqa: E402
 from rollout.places.models import BusinessStatus, LatLng, Place  # noqa: E402
 from rollout.settings import embedded_database_url  # noqa: E402
-from rollout.stack import EmbeddedPostgres, StackConfig  # noqa: E402
 
 ACTIVITY_PAGE = 20  # places per Text Search page, and per activity transaction
 TYPES = (

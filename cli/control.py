@@ -22,10 +22,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from rollout import records
+from rollout.db import records
 from rollout.db.errors import is_connection_error, unavailable
 from rollout.db.session import create_engine
-from rollout.dto import (
+from rollout.payloads import (
     ROLLOUT_TASK_QUEUE,
     BatchSizeInput,
     PauseInput,

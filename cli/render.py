@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.control import RolloutListing
-from rollout.dto import ProgressDocument
+from rollout.payloads import ProgressDocument
 
 STATUS_STYLE = {
     "in_progress": "bold cyan",

@@ -16,7 +16,7 @@ from types import TracebackType
 
 import httpx
 
-from rollout.stack import ManagedProcess, StackError, free_port
+from devstack.embedded import ManagedProcess, StackError, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from rollout.communities import CommunityRecord
-from rollout.discovery import (
+from rollout.phases.discovery.planning import (
     DETAILS_MASK,
     PROBE_MASK,
     SEARCH_MASK,

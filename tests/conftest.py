@@ -11,12 +11,25 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.embedded import EmbeddedStack, StackConfig
 from rollout.db.migrate import upgrade
 from rollout.db.session import create_engine
 from rollout.settings import embedded_database_url
-from rollout.stack import EmbeddedStack, StackConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Fixtures that start a real service (Postgres and Temporal, the emulator as a process):
+# every test that uses one, directly or through another fixture, is an integration test.
+SERVICE_FIXTURES = frozenset({"stack", "emulator", "placesim"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark integration tests by what they use, so `-m "not integration"` can never pick
+    one that needs a service (it runs before the marker selection deselects)."""
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
+from devstack.embedded import SEARCH_ATTRIBUTES
 from rollout.phase_settings import PhaseSettings
 from rollout.settings import Settings
-from rollout.stack import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -7,8 +7,8 @@ import sys
 from decimal import Decimal
 
 from rollout.communities import CommunityRecord, load_communities
-from rollout.discovery import DiscoverySettings, DiscoveryStrategy
 from rollout.estimate import estimate
+from rollout.phases.discovery.planning import DiscoverySettings, DiscoveryStrategy
 from rollout.places.pricing import request_cost
 from tests.conftest import PROJECT_ROOT
 

@@ -1,6 +1,6 @@
 """Temporal workflows: deterministic orchestration only (no I/O, no ORM, no httpx).
 
-Everything they exchange with activities is a small DTO from rollout.dto.
+Everything they exchange with activities is a small DTO from rollout.payloads.
 """
 
 from workflows.community_rollout import CommunityRolloutWorkflow

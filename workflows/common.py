@@ -12,7 +12,7 @@ from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from rollout.dto import PLACES_TASK_QUEUE, RetrySpec
+    from rollout.payloads import PLACES_TASK_QUEUE, RetrySpec
 
 T = TypeVar("T")
 Job = Callable[[], Coroutine[Any, Any, None]]

@@ -25,8 +25,7 @@ from temporalio.workflow import ActivityCancellationType
 from workflows.common import record, retry_policy
 
 with workflow.unsafe.imports_passed_through():
-    from rollout.discovery import DiscoveryInput
-    from rollout.dto import (
+    from rollout.payloads import (
         CommunityFinish,
         CommunityMark,
         CommunityResult,
@@ -36,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         PhaseMark,
         PhaseResult,
     )
+    from rollout.phases.discovery.planning import DiscoveryInput
     from rollout.status import CommunityStatus, Phase, PhaseStatus
 
 # Error types raised by activities that must stop retrying at once.

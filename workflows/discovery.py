@@ -6,11 +6,11 @@ follow-ups (quadtree cells, or a Text Search for a saturated Nearby type) to the
 A few streams run at once. Dense cities make thousands of requests, so the workflow
 continues-as-new before its history grows large, carrying only the frontier.
 
-With the `cover` strategy (the default, see rollout/discovery.py) every stream is a free
-IDs-only probe whose ids the activity keeps in Postgres; when the frontier is empty an
-activity plans which probed pages to buy, and the workflow then buys the list's lines,
-which it knows only by number. The strategy comes from the recorded plan, so histories of
-either strategy replay.
+With the `cover` strategy (the default, see rollout/phases/discovery/planning.py) every
+stream is a free IDs-only probe whose ids the activity keeps in Postgres; when the frontier
+is empty an activity plans which probed pages to buy, and the workflow then buys the list's
+lines, which it knows only by number. The strategy comes from the recorded plan, so
+histories of either strategy replay.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from temporalio import workflow
 from workflows.common import Job, places_request, record, run_pool
 
 with workflow.unsafe.imports_passed_through():
-    from rollout.discovery import (
+    from rollout.payloads import PhaseResult
+    from rollout.phases.discovery.planning import (
         BuyRequest,
         DiscoveryCarry,
         DiscoveryInput,
@@ -39,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
         explore_follow_ups,
         follow_ups,
     )
-    from rollout.dto import PhaseResult
 
 # Places errors that no retry can help; the retry intervals come from the input.
 PLACES_NON_RETRYABLE = ["PlacesAccessError", "InvalidRequestError", "NotFoundError"]

@@ -17,7 +17,7 @@ from temporalio import workflow
 from workflows.common import places_request, record, run_pool, should_continue_as_new
 
 with workflow.unsafe.imports_passed_through():
-    from rollout.dto import (
+    from rollout.payloads import (
         EnrichmentCarry,
         EnrichmentFinish,
         EnrichmentInput,

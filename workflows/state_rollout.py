@@ -29,7 +29,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from workflows.common import record, should_continue_as_new
 
 with workflow.unsafe.imports_passed_through():
-    from rollout.dto import (
+    from rollout.payloads import (
         MAX_BATCH_SIZE,
         MIN_BATCH_SIZE,
         ROLLOUT_TASK_QUEUE,

@@ -1,0 +1,297 @@
+"""Phase 4: Pro enrichment with Place Details for the businesses worth it (with a website).
+
+One Place Details per `places_enrich` activity on the rate-limited `rollout-places` queue
+(workflows/enrichment.py), so the quota holds for any number of workers, as phase 1's
+requests do. `enrich_community` is the older form, every request of a community in one
+activity paced per worker process; it runs only for workflows started before that change.
+
+Billing discipline (ARCHITECTURE.md section 4: every billed response logged exactly once):
+each successful Place Details answer is logged in its own transaction right after it
+arrives, BEFORE its fields are stored, under a key that names the request (unique per
+activity attempt). A failure after the log loses no billed request; a retry makes a new
+request with a new key only if the enrichment was not stored, so nothing is paid twice.
+
+A business enriched within ENRICHMENT_FRESH_DAYS is not requested again at all (checked
+again right before each request: a neighbouring community may have enriched it meanwhile).
+
+Storage: the answer is kept as returned (`businesses.enrichment`) plus the typed columns it
+refreshes, stamped `enriched_at` and `places_fetched_at`. Google's terms allow caching only
+the place id indefinitely (reference/places.md section 7); purging or refreshing the rest by
+age is a retention decision left to the owners, which the timestamps make possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from rollout.db.community_scope import community_business_ids
+from rollout.db.models import Business, RolloutApiUsage
+from rollout.db.usage import log_api_usage
+from rollout.places.errors import MalformedResponseError, NotFoundError
+from rollout.places.models import DetailsResult, Place
+from rollout.places.pricing import FieldMaskError
+
+USAGE_ENDPOINT = "place_details"
+
+
+class DetailsClient(Protocol):
+    async def get_place(self, place_id: str, field_mask: str | Sequence[str]) -> DetailsResult: ...
+
+
+class Pacer:
+    """Spaces request starts at least 1/rate apart, across every caller that shares it.
+
+    Google's quota is per method per project (GetPlace: PLACES_QPM per minute). One phase 4
+    activity makes many requests, so the task-queue rate limit (one activity, one start)
+    does not pace them; a worker shares one Pacer between all its enrichment activities.
+    """
+
+    def __init__(self, per_second: float) -> None:
+        if per_second <= 0:
+            raise ValueError("rate must be > 0")
+        self.interval = 1 / per_second
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichTarget:
+    business_id: int
+    place_id: str
+
+
+@dataclass(slots=True)
+class EnrichProgress:
+    last_business_id: int = 0
+    enriched: int = 0
+    not_found: int = 0
+    skipped_invalid: int = 0
+    total: int = 0
+    cost: Decimal = Decimal(0)
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "last_business_id": self.last_business_id,
+            "enriched": self.enriched,
+            "total": self.total,
+        }
+
+
+def _with_site(community_id: int) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Business.id.in_(community_business_ids(community_id)),
+        Business.website_uri.is_not(None),
+        func.length(func.trim(Business.website_uri)) > 0,
+    )
+
+
+def _stale(fresh_days: int) -> ColumnElement[bool]:
+    cutoff = func.now() - dt.timedelta(days=fresh_days)
+    return or_(Business.enriched_at.is_(None), Business.enriched_at < cutoff)
+
+
+async def count_fresh(session: AsyncSession, community_id: int, fresh_days: int) -> int:
+    """Businesses of the community with a website enriched within `fresh_days`."""
+    fresh = await session.scalar(
+        select(func.count()).where(*_with_site(community_id), ~_stale(fresh_days))
+    )
+    return int(fresh or 0)
+
+
+async def target_page(
+    session: AsyncSession, community_id: int, fresh_days: int, after_business_id: int, limit: int
+) -> list[int]:
+    """The next `limit` business ids (above `after_business_id`, in id order) with a
+    website and not enriched within `fresh_days`."""
+    rows = await session.scalars(
+        select(Business.id)
+        .where(*_with_site(community_id), _stale(fresh_days), Business.id > after_business_id)
+        .order_by(Business.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def stale_target(
+    session: AsyncSession, business_id: int, fresh_days: int
+) -> EnrichTarget | None:
+    """The business to request, or None when it is fresh now (enriched by an earlier
+    attempt, or by a neighbouring community since it was listed) or gone."""
+    row = (
+        await session.execute(
+            select(Business.id, Business.place_id).where(
+                Business.id == business_id, _stale(fresh_days)
+            )
+        )
+    ).first()
+    return EnrichTarget(row.id, row.place_id) if row else None
+
+
+async def load_targets(
+    session: AsyncSession, community_id: int, fresh_days: int
+) -> tuple[list[EnrichTarget], int]:
+    """Businesses with a website not enriched within `fresh_days`, and how many with a
+    website were skipped as fresh."""
+    rows = await session.execute(
+        select(Business.id, Business.place_id)
+        .where(*_with_site(community_id), _stale(fresh_days))
+        .order_by(Business.id)
+    )
+    targets = [EnrichTarget(business_id, place_id) for business_id, place_id in rows]
+    return targets, await count_fresh(session, community_id, fresh_days)
+
+
+def enrichment_values(place: Place, answer: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The business columns an answer refreshes (only fields it actually carries).
+    `answer` is the raw JSON when it was captured; otherwise the typed fields are kept."""
+    stored = answer if answer is not None and answer.get("id") == place.id else None
+    values: dict[str, Any] = {
+        "enrichment": stored or place.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "enriched_at": func.now(),
+        "places_fetched_at": func.now(),
+        "updated_at": func.now(),
+    }
+    columns = {
+        "name": place.display_name,
+        "formatted_address": place.formatted_address,
+        "primary_type": place.primary_type,
+        "types": list(place.types) if place.types is not None else None,
+        "business_status": place.business_status.value if place.business_status else None,
+        "website_uri": place.website_uri,
+        "national_phone_number": place.national_phone_number,
+        "google_maps_uri": place.google_maps_uri,
+        "pure_service_area_business": place.pure_service_area_business,
+        "rating": Decimal(str(round(place.rating, 1))) if place.rating is not None else None,
+        "user_rating_count": place.user_rating_count,
+    }
+    values.update({k: v for k, v in columns.items() if v is not None})
+    return values
+
+
+async def phase_cost(session: AsyncSession, community_rollout_id: int) -> Decimal:
+    """What this community's Place Details requests cost, over every attempt."""
+    cost = await session.scalar(
+        select(func.coalesce(func.sum(RolloutApiUsage.cost), 0)).where(
+            RolloutApiUsage.community_rollout_id == community_rollout_id,
+            RolloutApiUsage.endpoint == USAGE_ENDPOINT,
+        )
+    )
+    return Decimal(cost or 0)
+
+
+class TargetOutcome(StrEnum):
+    ENRICHED = "enriched"
+    NOT_FOUND = "not_found"  # an obsolete place id: Google answers 404 and bills nothing
+    INVALID = "invalid"  # not a place id at all: nothing was sent
+
+
+async def enrich_target(
+    sessions: async_sessionmaker[AsyncSession],
+    client: DetailsClient,
+    target: EnrichTarget,
+    *,
+    community_rollout_id: int,
+    field_mask: str,
+    request_key: str,
+) -> tuple[TargetOutcome, Decimal]:
+    """One Place Details for one business: log what Google billed, then store the answer.
+
+    Places errors propagate (the caller maps them to Temporal's retry semantics) except
+    NOT_FOUND, which concerns one obsolete place id, not the run.
+    """
+
+    async def log(sku: str, cost: Decimal, result_count: int, http_status: int | None) -> None:
+        async with sessions.begin() as session:
+            await log_api_usage(
+                session,
+                request_key=request_key,
+                community_rollout_id=community_rollout_id,
+                endpoint=USAGE_ENDPOINT,
+                sku=sku,
+                cost=cost,
+                result_count=result_count,
+                http_status=http_status,
+            )
+
+    try:
+        result = await client.get_place(target.place_id, field_mask)
+    except NotFoundError:
+        return TargetOutcome.NOT_FOUND, Decimal(0)
+    except MalformedResponseError as exc:
+        # Google billed the answer even though it arrived broken: log it, then fail
+        # (retryable) like any other transient error.
+        if exc.billed_sku is not None and exc.billed_cost is not None:
+            await log(exc.billed_sku, exc.billed_cost, 0, exc.status_code)
+        raise
+    except FieldMaskError:
+        raise  # our configuration, not the place: fail the phase
+    except ValueError:
+        return TargetOutcome.INVALID, Decimal(0)
+    await log(result.sku, result.cost, 1, result.http_status)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(Business)
+            .where(Business.id == target.business_id)
+            .values(**enrichment_values(result.place, result.raw))
+        )
+    return TargetOutcome.ENRICHED, result.cost
+
+
+async def enrich_community(
+    sessions: async_sessionmaker[AsyncSession],
+    client: DetailsClient,
+    *,
+    community_id: int,
+    community_rollout_id: int,
+    field_mask: str,
+    fresh_days: int,
+    request_key: Callable[[str], str],
+    throttle_s: float,
+    progress: EnrichProgress,
+    pacer: Pacer | None = None,
+) -> int:
+    """Enrich the community's stale businesses with websites in one go (the older,
+    one-activity form of phase 4); returns how many were fresh."""
+    async with sessions() as session:
+        targets, fresh = await load_targets(session, community_id, fresh_days)
+    progress.total = len(targets)
+    for index, target in enumerate(targets):
+        if index and throttle_s > 0:
+            await asyncio.sleep(throttle_s)  # the operator's throttle_ms, on top of the quota
+        if pacer is not None:
+            await pacer.wait()
+        outcome, cost = await enrich_target(
+            sessions,
+            client,
+            target,
+            community_rollout_id=community_rollout_id,
+            field_mask=field_mask,
+            request_key=request_key(target.place_id),
+        )
+        if outcome is TargetOutcome.NOT_FOUND:
+            progress.not_found += 1
+        elif outcome is TargetOutcome.INVALID:
+            progress.skipped_invalid += 1
+        else:
+            progress.enriched += 1
+            progress.cost += cost
+            progress.last_business_id = target.business_id
+    return fresh

@@ -1,0 +1,118 @@
+"""starter.py against a live stack (Temporal dev server, Postgres, the emulator and a worker):
+every operator error is one line with a non-zero exit and changes nothing, and
+`progress --watch` follows a rollout through pause, resume and cancel to its end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+from rollout.status import RolloutStatus
+from tests.cli.test_starter_cli import one_error_line
+from tests.conftest import PROJECT_ROOT
+from tests.support.rollout_harness import (
+    RolloutEnv,
+    emulator,  # noqa: F401 - fixture
+    rollout_env,  # noqa: F401 - fixture
+)
+
+
+async def starter(env: RolloutEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(PROJECT_ROOT / "starter.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**env.worker_env, "LOG_LEVEL": "WARNING"},
+        timeout=120,
+        check=False,
+    )
+
+
+async def fails_with(env: RolloutEnv, expected: str, *args: str) -> None:
+    result = await starter(env, *args)
+    assert result.returncode == 1, (args, result.stdout, result.stderr)
+    line = one_error_line(result)
+    assert expected in line, line
+
+
+async def succeeds(env: RolloutEnv, *args: str) -> str:
+    result = await starter(env, *args)
+    assert result.returncode == 0, (args, result.stdout, result.stderr)
+    return result.stdout
+
+
+async def test_operator_errors_and_watch_through_a_live_rollout(rollout_env: RolloutEnv) -> None:
+    env = rollout_env
+
+    # Nothing started yet (WY: no test of the session's shared server ever starts it): each
+    # command says so and starts nothing.
+    await fails_with(env, "no rollout found for WY; start one with `start WY`", "progress", "WY")
+    for command in ("pause", "resume", "cancel"):
+        await fails_with(env, "no active rollout for WY", command, "WY")
+    await fails_with(env, "no active rollout for WY", "set-batch-size", "WY", "4")
+    # VT's communities were never seeded in this database.
+    await fails_with(env, "no communities found for VT; run `python starter.py seed-communities",
+                     "start", "VT")  # fmt: skip
+    assert await env.scalar("SELECT count(*) FROM state_rollouts") == 0
+
+    out = await succeeds(env, "start", "DE", "--batch-size", "1", "--throttle-ms", "0")
+    assert "started state-rollout-DE" in out
+    await env.wait_for(
+        "DE", lambda d: d.rollout.status is RolloutStatus.IN_PROGRESS, what="in progress"
+    )
+
+    # A second start of a running state, and resume when not paused, are refused.
+    await fails_with(env, "DE already has", "start", "DE")
+    await fails_with(env, "DE is not paused (it is in_progress)", "resume", "DE")
+    assert await env.scalar("SELECT count(*) FROM state_rollouts") == 1
+
+    # The watch, piped (not a terminal): one line per change until the rollout ends.
+    watch = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, str(PROJECT_ROOT / "starter.py"), "progress", "DE", "--watch",
+         "--interval", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env.worker_env, "LOG_LEVEL": "WARNING"},
+    )  # fmt: skip
+    try:
+        assert watch.stdout is not None
+        first = await asyncio.to_thread(watch.stdout.readline)  # the watch is up
+        await env.wait_for("DE", lambda d: d.status_breakdown.completed >= 1, what="1 completed")
+        assert "pause sent to DE" in await succeeds(env, "pause", "DE", "--reason", "lunch")
+        await env.wait_for("DE", lambda d: d.rollout.status is RolloutStatus.PAUSED, what="pause")
+        await fails_with(env, "DE is already paused (lunch)", "pause", "DE")
+        await succeeds(env, "resume", "DE")
+        await env.wait_for(
+            "DE", lambda d: d.rollout.status is RolloutStatus.IN_PROGRESS, what="resume"
+        )
+        await succeeds(env, "cancel", "DE")
+        stdout, stderr = await asyncio.to_thread(watch.communicate, timeout=90)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    assert watch.returncode == 0, stderr
+    lines = [first.strip(), *stdout.strip().splitlines()]
+    statuses = [line.split(":")[0] for line in lines]
+    assert statuses[0] == "DE in_progress"
+    assert "DE paused (lunch)" in statuses
+    assert statuses[-1] == "DE cancelled", lines
+    assert statuses.index("DE paused (lunch)") < len(statuses) - 1
+    assert "/56 communities" in lines[-1]
+    assert len(lines) == len(set(lines))  # only changes are printed
+
+    # Closed: control commands say so; progress still answers, from the closed rollout.
+    await fails_with(env, "no active rollout for DE (the last one is completed)", "pause", "DE")
+    document = json.loads(await succeeds(env, "progress", "DE", "--json"))
+    assert document["rollout"]["status"] == "cancelled"
+    breakdown = document["status_breakdown"]
+    assert breakdown["completed"] >= 1
+    assert breakdown["completed"] + breakdown["failed"] + breakdown["cancelled"] == 56
+    listed = json.loads(await succeeds(env, "list", "--json"))
+    mine = [r for r in listed if r["workflow_id"] == "state-rollout-DE"]
+    assert mine[0]["status"] == "cancelled"
