@@ -32,15 +32,10 @@ from cli import control
 from devstack.embedded import EmbeddedStack, StackConfig, StackError, terminate_on_sigterm
 from devstack.services import DEMO_DISCOVERY, start_emulator, start_worker, worker_environment
 from rollout.communities import SchemaMissingError, seed_from_data_file
+from rollout.contract import state_workflow_id
 from rollout.db.errors import DatabaseUnavailableError, is_connection_error, unavailable
 from rollout.logsetup import configure_logging
-from rollout.payloads import (
-    ProgressDocument,
-    RolloutSettings,
-    RolloutSummary,
-    cents,
-    state_workflow_id,
-)
+from rollout.payloads import ProgressDocument, RolloutSettings, RolloutSummary, cents
 from rollout.settings import Settings, get_settings
 from rollout.states import STATE_NAMES, UnknownStateError, normalize_state_code
 

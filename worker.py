@@ -38,9 +38,9 @@ from activities.records import RolloutRecordActivities
 from activities.seeding import SeedingActivities
 from activities.verification import VerificationActivities
 from activities.website_scan import WebsiteScanActivities
+from rollout.contract import PLACES_TASK_QUEUE, ROLLOUT_TASK_QUEUE
 from rollout.db.session import create_engine, session_factory
 from rollout.logsetup import configure_logging
-from rollout.payloads import PLACES_TASK_QUEUE, ROLLOUT_TASK_QUEUE
 from rollout.phase_settings import PhaseSettings, get_phase_settings
 from rollout.phases.discovery.planning import DiscoverySettings
 from rollout.phases.website_scan.fetcher import WebFetcher
@@ -147,9 +147,7 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
     discovery = DiscoveryActivities(res.sessions, res.places, DiscoverySettings())
     scan = WebsiteScanActivities(res.sessions, res.phase_settings, res.fetcher)
     news = NewsSourceActivities(res.sessions, res.phase_settings, res.fetcher)
-    enrichment = EnrichmentActivities(
-        res.sessions, res.places, res.phase_settings, places_qpm=settings.places_qpm
-    )
+    enrichment = EnrichmentActivities(res.sessions, res.places, res.phase_settings)
     verification = VerificationActivities(res.sessions, res.phase_settings)
     rollout_worker = Worker(
         client,
@@ -171,7 +169,6 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
             news.setup_news_sources,
             enrichment.targets,
             enrichment.finish,
-            enrichment.enrich,  # only for workflows from before phase 4's child workflow
             verification.verify,
             res.seeding.seed_platforms,
         ],

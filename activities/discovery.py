@@ -20,6 +20,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
+from activities.places_errors import to_temporal_error
+from rollout.contract import ErrorType
 from rollout.db import records
 from rollout.db.businesses import primary_region, region_counts, upsert_places
 from rollout.db.models import (
@@ -53,15 +55,11 @@ from rollout.phases.discovery.planning import (
 from rollout.places.client import PlacesClient
 from rollout.places.errors import (
     NotFoundError,
-    PermissionDeniedError,
     PlacesError,
-    QuotaExceededError,
 )
 from rollout.places.models import Circle, DetailsResult, LatLng, Place, Rectangle, SearchPage
 from rollout.places.pricing import Endpoint, request_cost, sku_for
 from rollout.status import Phase, PhaseStatus
-
-PLACES_ACCESS_ERROR = "PlacesAccessError"
 
 
 async def _region_of(session: AsyncSession, community_rollout_id: int) -> Region | None:
@@ -70,24 +68,6 @@ async def _region_of(session: AsyncSession, community_rollout_id: int) -> Region
         select(CommunityRollout.community_id).where(CommunityRollout.id == community_rollout_id)
     )
     return None if community_id is None else await primary_region(session, community_id)
-
-
-def to_application_error(error: PlacesError) -> ApplicationError:
-    """Google's meaning, in Temporal's terms: rollout-wide problems stop at once (and pause
-    the rollout), request errors fail without retry, transient ones retry after the
-    server's Retry-After when it gave one."""
-    if isinstance(error, PermissionDeniedError) or (
-        isinstance(error, QuotaExceededError) and error.per_day
-    ):
-        what = "daily quota exhausted" if isinstance(error, QuotaExceededError) else error.message
-        return ApplicationError(what, type=PLACES_ACCESS_ERROR, non_retryable=True)
-    delay = timedelta(seconds=error.retry_after) if error.retry_after else None
-    return ApplicationError(
-        error.message,
-        type=type(error).__name__,
-        non_retryable=not error.retryable,
-        next_retry_delay=delay if error.retryable else None,
-    )
 
 
 class DiscoveryActivities:
@@ -111,7 +91,7 @@ class DiscoveryActivities:
         if region is None:
             raise ApplicationError(
                 f"community {inp.community_id} has no primary region (seed communities first)",
-                type="PhaseThresholdFailed",
+                type=ErrorType.PHASE_THRESHOLD_FAILED,
                 non_retryable=True,
             )
         tasks = plan(
@@ -131,7 +111,7 @@ class DiscoveryActivities:
             page = await self._request(req.task, req.page_token)
         except PlacesError as error:
             metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
-            raise to_application_error(error) from None
+            raise to_temporal_error(error) from None
         metrics.places_request(endpoint, page.sku, "ok", page.cost)
         await self._log_usage(req.community_rollout_id, page.endpoint.value, page)
         new = 0
@@ -268,7 +248,7 @@ class DiscoveryActivities:
         if line is None:
             raise ApplicationError(
                 f"no purchase {req.seq} under {req.run_key}",
-                type="InvalidRequestError",
+                type=ErrorType.PLACES_INVALID_REQUEST,
                 non_retryable=True,
             )
         task = None if line.task is None else SearchTask.model_validate(line.task)
@@ -286,7 +266,7 @@ class DiscoveryActivities:
                 activity.logger.warning("place %s no longer exists", line.place_id)
                 return PageOutcome(result_count=0, sku="-", cost_usd=Decimal(0))
             metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
-            raise to_application_error(error) from None
+            raise to_temporal_error(error) from None
         places: Sequence[Place]
         if isinstance(billed, SearchPage):
             places = billed.places

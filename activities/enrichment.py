@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,7 +16,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
-from activities.heartbeat import Heartbeater
+from activities.places_errors import to_temporal_error
+from rollout.contract import ErrorType
 from rollout.db.records import mark_phase
 from rollout.payloads import (
     EnrichmentFinish,
@@ -25,46 +25,21 @@ from rollout.payloads import (
     EnrichRequest,
     EnrichTargets,
     EnrichTargetsRequest,
-    PhaseInput,
     PhaseResult,
 )
 from rollout.phase_settings import PhaseSettings, get_phase_settings
 from rollout.phases.enrichment.details import (
-    EnrichProgress,
-    Pacer,
     TargetOutcome,
     count_fresh,
-    enrich_community,
     enrich_target,
     phase_cost,
     stale_target,
     target_page,
 )
 from rollout.places.client import PlacesClient
-from rollout.places.errors import PermissionDeniedError, PlacesError, QuotaExceededError
+from rollout.places.errors import PlacesError
 from rollout.places.pricing import Endpoint, FieldMaskError, sku_for
-from rollout.settings import get_settings
 from rollout.status import Phase, PhaseStatus
-
-# The workflow pauses the whole rollout on this type (workflows/community_rollout.py).
-PLACES_ACCESS_ERROR = "PlacesAccessError"
-# Google's guidance: wait at least 30 s after a per-minute quota error.
-MIN_QUOTA_RETRY = timedelta(seconds=30)
-
-
-def places_failure(exc: PlacesError) -> ApplicationError:
-    """Temporal's view of a Places error: rollout-wide problems stop everything, transient
-    ones retry after the delay the API asked for, the rest fail the phase."""
-    if isinstance(exc, PermissionDeniedError) or (
-        isinstance(exc, QuotaExceededError) and exc.per_day
-    ):
-        return ApplicationError(exc.message, type=PLACES_ACCESS_ERROR, non_retryable=True)
-    if exc.retryable:
-        delay = timedelta(seconds=exc.retry_after) if exc.retry_after is not None else None
-        if isinstance(exc, QuotaExceededError):
-            delay = max(delay or MIN_QUOTA_RETRY, MIN_QUOTA_RETRY)
-        return ApplicationError(exc.message, type=type(exc).__name__, next_retry_delay=delay)
-    return ApplicationError(exc.message, type=type(exc).__name__, non_retryable=True)
 
 
 def request_key_prefix(info: activity.Info) -> str:
@@ -82,15 +57,12 @@ class EnrichmentActivities:
         sessions: async_sessionmaker[AsyncSession],
         places: PlacesClient,
         settings: PhaseSettings | None = None,
-        *,
-        places_qpm: int | None = None,
     ) -> None:
-        """`places` is the process's shared client. `places_qpm` paces only the older
-        one-activity form (`phase4_enrich`); `places_enrich` is paced by its task queue."""
+        """`places` is the process's shared client; `places_enrich` is paced by its task
+        queue's rate limit, like every Places request."""
         self.sessions = sessions
         self.places = places
         self.settings = settings or get_phase_settings()
-        self.pacer = Pacer((places_qpm or get_settings().places_qpm) / 60)
         # Fail at worker start, not mid-rollout, on a mask the API would refuse.
         self.sku = sku_for(Endpoint.GET_PLACE, self.settings.enrichment_field_mask)
 
@@ -135,9 +107,11 @@ class EnrichmentActivities:
             )
         except PlacesError as exc:
             metrics.places_request(Endpoint.GET_PLACE.value, "-", type(exc).__name__, Decimal(0))
-            raise places_failure(exc) from None
+            raise to_temporal_error(exc) from None
         except FieldMaskError as exc:
-            raise ApplicationError(str(exc), type="PhaseConfigError", non_retryable=True) from None
+            raise ApplicationError(
+                str(exc), type=ErrorType.PHASE_CONFIG, non_retryable=True
+            ) from None
         if outcome is TargetOutcome.ENRICHED:
             metrics.places_request(Endpoint.GET_PLACE.value, self.sku, "ok", cost)
         if req.throttle_ms:
@@ -165,62 +139,6 @@ class EnrichmentActivities:
                 "businesses_enriched": req.enriched,
                 "enrichment_fresh_skipped": req.fresh,
                 "enrichment_not_found": req.not_found,
-            },
-            cost_usd=cost,
-        )
-
-    # -- the older form: the whole phase in one activity, paced per worker process --------
-
-    @activity.defn(name="phase4_enrich")
-    async def enrich(self, inp: PhaseInput) -> PhaseResult:
-        """Kept for workflows started before phase 4 became CommunityEnrichmentWorkflow
-        (workflows/community_rollout.py's patch); new ones never schedule it."""
-        phase = Phase.ENRICHMENT
-        cr_id = inp.community_rollout_id
-        if inp.skip_enrichment:
-            async with self.sessions.begin() as session:
-                await mark_phase(session, cr_id, phase, PhaseStatus.SKIPPED)
-            return PhaseResult(phase=int(phase), status="skipped")
-        async with self.sessions.begin() as session:
-            await mark_phase(session, cr_id, phase, PhaseStatus.RUNNING)
-
-        prefix = request_key_prefix(activity.info())
-        progress = EnrichProgress()
-        try:
-            async with Heartbeater(progress.details, self.settings.phase_heartbeat_s):
-                fresh = await enrich_community(
-                    self.sessions,
-                    self.places,
-                    community_id=inp.community_id,
-                    community_rollout_id=cr_id,
-                    field_mask=self.settings.enrichment_field_mask,
-                    fresh_days=self.settings.enrichment_fresh_days,
-                    request_key=lambda place_id: f"{prefix}/{place_id}",
-                    throttle_s=inp.throttle_ms / 1000,
-                    progress=progress,
-                    pacer=self.pacer,
-                )
-        except PlacesError as exc:
-            activity.logger.warning(
-                "community %s: enrichment stopped after %s of %s: %r",
-                inp.community_id,
-                progress.enriched,
-                progress.total,
-                exc,
-            )
-            raise places_failure(exc) from None
-        except FieldMaskError as exc:
-            raise ApplicationError(str(exc), type="PhaseConfigError", non_retryable=True) from None
-
-        async with self.sessions.begin() as session:
-            cost = await phase_cost(session, cr_id)
-            await mark_phase(session, cr_id, phase, PhaseStatus.COMPLETED)
-        return PhaseResult(
-            phase=int(phase),
-            counts={
-                "businesses_enriched": progress.enriched,
-                "enrichment_fresh_skipped": fresh,
-                "enrichment_not_found": progress.not_found,
             },
             cost_usd=cost,
         )

@@ -7,6 +7,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
+from rollout.contract import ErrorType
 from rollout.db import records
 from rollout.payloads import (
     CommunityFinish,
@@ -33,10 +34,12 @@ class RolloutRecordActivities:
             async with self.sessions.begin() as session:
                 result = await records.initiate_rollout(session, inp)
         except records.RolloutInputError as exc:
-            raise ApplicationError(str(exc), type="RolloutInputError", non_retryable=True) from None
+            raise ApplicationError(
+                str(exc), type=ErrorType.ROLLOUT_INPUT, non_retryable=True
+            ) from None
         except records.ActiveRolloutExistsError as exc:
             raise ApplicationError(
-                str(exc), type="ActiveRolloutExists", non_retryable=True
+                str(exc), type=ErrorType.ACTIVE_ROLLOUT_EXISTS, non_retryable=True
             ) from None
         activity.logger.info(
             "rollout #%s of %s: %s communities",

@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import Heartbeater
+from rollout.contract import ErrorType
 from rollout.db.models import CommunityRollout
 from rollout.db.records import mark_phase
 from rollout.payloads import PhaseInput, PhaseResult
@@ -17,7 +18,7 @@ from rollout.phase_settings import PhaseSettings, get_phase_settings
 from rollout.phases.verification.report import build_report, expected_categories, load_facts
 from rollout.status import Phase, PhaseStatus
 
-THRESHOLD_FAILED = "PhaseThresholdFailed"
+THRESHOLD_FAILED = ErrorType.PHASE_THRESHOLD_FAILED
 
 
 class VerificationActivities:

@@ -62,8 +62,9 @@ from devstack.services import (  # noqa: E402
     worker_environment,
 )
 from rollout.communities import seed_from_data_file  # noqa: E402
+from rollout.contract import PLACES_TASK_QUEUE, state_workflow_id  # noqa: E402
 from rollout.db.migrate import upgrade  # noqa: E402
-from rollout.payloads import PLACES_TASK_QUEUE, StateRolloutInput, state_workflow_id  # noqa: E402
+from rollout.payloads import StateRolloutInput  # noqa: E402
 from rollout.settings import Settings  # noqa: E402
 from worker import places_rate  # noqa: E402
 from workflows.state_rollout import StateRolloutWorkflow  # noqa: E402

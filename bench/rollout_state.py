@@ -35,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from devstack.embedded import EmbeddedStack, StackConfig, free_port
 from devstack.services import start_emulator, start_worker, worker_environment
 from rollout.communities import seed_from_data_file
+from rollout.contract import state_workflow_id
 from rollout.db.migrate import upgrade_async
-from rollout.payloads import RolloutSummary, StateRolloutInput, state_workflow_id
+from rollout.payloads import RolloutSummary, StateRolloutInput
 from rollout.settings import Settings
 from workflows.state_rollout import StateRolloutWorkflow
 

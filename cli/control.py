@@ -22,11 +22,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from rollout.contract import ROLLOUT_TASK_QUEUE, state_workflow_id
 from rollout.db import records
 from rollout.db.errors import is_connection_error, unavailable
 from rollout.db.session import create_engine
 from rollout.payloads import (
-    ROLLOUT_TASK_QUEUE,
     BatchSizeInput,
     PauseInput,
     ProgressDocument,
@@ -34,7 +34,6 @@ from rollout.payloads import (
     RolloutSettings,
     RolloutSummary,
     StateRolloutInput,
-    state_workflow_id,
 )
 from rollout.settings import Settings
 from rollout.states import STATE_NAMES

@@ -14,22 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rollout.status import CommunityStatus, PhaseStatus, RolloutStatus
 
-# The contract's task queues (ARCHITECTURE.md section 2).
-ROLLOUT_TASK_QUEUE = "rollout"
-PLACES_TASK_QUEUE = "rollout-places"
-
 MIN_BATCH_SIZE = 1
 MAX_BATCH_SIZE = 200
 # Cost assumed per community before any has completed (the Laravel design's projection).
 DEFAULT_COMMUNITY_COST = Decimal("34.00")
-
-
-def state_workflow_id(state_code: str) -> str:
-    return f"state-rollout-{state_code}"
-
-
-def community_workflow_id(state_code: str, community_id: int) -> str:
-    return f"state-rollout-{state_code}/community-{community_id}"
 
 
 def cents(amount: Decimal) -> Decimal:

@@ -9,12 +9,17 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.types import MethodAsyncSingleParam
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from rollout.payloads import PLACES_TASK_QUEUE, RetrySpec
+    from rollout.contract import PLACES_NON_RETRYABLE, PLACES_TASK_QUEUE, RECORD_NON_RETRYABLE
+    from rollout.payloads import RetrySpec
 
-T = TypeVar("T")
+P = TypeVar("P")
+R = TypeVar("R")
+# An activity method of one of the activities/ classes, taking one payload.
+Activity = MethodAsyncSingleParam[Any, P, R]
 Job = Callable[[], Coroutine[Any, Any, None]]
 
 PLACES_TIMEOUT = timedelta(seconds=30)  # the Places client's own timeout is 10 s
@@ -25,21 +30,19 @@ RECORD_TIMEOUT = timedelta(seconds=30)
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["RolloutInputError", "ActiveRolloutExists"],
+    non_retryable_error_types=list(RECORD_NON_RETRYABLE),
 )
 
 
-async def record(name: str, arg: object, result_type: type[T], *, summary: str) -> T:
+async def record(activity: Activity[P, R], arg: P, *, summary: str) -> R:
     """Run a bookkeeping activity on the workflow's own task queue."""
-    result: T = await workflow.execute_activity(
-        name,
+    return await workflow.execute_activity_method(
+        activity,
         arg,
-        result_type=result_type,
         start_to_close_timeout=RECORD_TIMEOUT,
         retry_policy=RECORD_RETRY,
         summary=summary[:200],
     )
-    return result
 
 
 def retry_policy(spec: RetrySpec, non_retryable: Sequence[str]) -> RetryPolicy:
@@ -61,29 +64,19 @@ def should_continue_as_new(limit: int | None) -> bool:
     return limit is not None and info.get_current_history_length() >= limit
 
 
-async def places_request(
-    name: str,
-    arg: object,
-    result_type: type[T],
-    *,
-    retry: RetrySpec,
-    non_retryable: Sequence[str],
-    summary: str,
-) -> T:
+async def places_request(activity: Activity[P, R], arg: P, *, retry: RetrySpec, summary: str) -> R:
     """One Places request as one activity on the rate-limited `rollout-places` queue."""
-    result: T = await workflow.execute_activity(
-        name,
+    return await workflow.execute_activity_method(
+        activity,
         arg,
-        result_type=result_type,
         task_queue=PLACES_TASK_QUEUE,
         start_to_close_timeout=PLACES_TIMEOUT,
         # On cancel, wait for the attempt to end, so its billed request is logged before
         # the community's cost is totted up.
         cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        retry_policy=retry_policy(retry, non_retryable),
+        retry_policy=retry_policy(retry, PLACES_NON_RETRYABLE),
         summary=summary,
     )
-    return result
 
 
 async def run_pool(

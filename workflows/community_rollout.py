@@ -22,9 +22,25 @@ from temporalio.exceptions import (
 )
 from temporalio.workflow import ActivityCancellationType
 
-from workflows.common import record, retry_policy
+from workflows.common import Activity, record, retry_policy
+from workflows.discovery import CommunityDiscoveryWorkflow
+from workflows.enrichment import CommunityEnrichmentWorkflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.news_sources import NewsSourceActivities
+    from activities.records import RolloutRecordActivities
+    from activities.seeding import SeedingActivities
+    from activities.verification import VerificationActivities
+    from activities.website_scan import WebsiteScanActivities
+    from rollout.contract import (
+        PHASE_NON_RETRYABLE,
+        ErrorType,
+        Query,
+        Signal,
+        WorkflowType,
+        discovery_workflow_id,
+        enrichment_workflow_id,
+    )
     from rollout.payloads import (
         CommunityFinish,
         CommunityMark,
@@ -38,30 +54,22 @@ with workflow.unsafe.imports_passed_through():
     from rollout.phases.discovery.planning import DiscoveryInput
     from rollout.status import CommunityStatus, Phase, PhaseStatus
 
-# Error types raised by activities that must stop retrying at once.
-PLACES_ACCESS_ERROR = "PlacesAccessError"  # invalid key, API disabled, daily quota gone
-NON_RETRYABLE = [PLACES_ACCESS_ERROR, "PhaseThresholdFailed", "RolloutInputError"]
-
-PHASE_ACTIVITIES: dict[Phase, str] = {
-    Phase.WEBSITE_SCAN: "phase2_scan_websites",
-    Phase.NEWS_SOURCES: "phase3_setup_news_sources",
-    Phase.ENRICHMENT: "phase4_enrich",
-    Phase.VERIFICATION: "phase5_verify",
-    Phase.SEEDING: "phase6_seed_platforms",
+# The phases that are one activity each (1 and 4 are child workflows of single requests).
+PHASE_ACTIVITIES: dict[Phase, Activity[PhaseInput, PhaseResult]] = {
+    Phase.WEBSITE_SCAN: WebsiteScanActivities.scan_websites,
+    Phase.NEWS_SOURCES: NewsSourceActivities.setup_news_sources,
+    Phase.VERIFICATION: VerificationActivities.verify,
+    Phase.SEEDING: SeedingActivities.seed_platforms,
 }
-# Phase 4 became a child workflow of one-request activities on `rollout-places` (the
-# quota then holds for any number of workers); workflows that reached phase 4 before that
-# replay with the `phase4_enrich` activity. Deprecate once none of those is open.
+# Phase 4 as CommunityEnrichmentWorkflow. Deprecated patch: every run takes the child
+# workflow; histories recorded with the patch marker still replay. See "Patches" in
+# docs/architecture.md for when this call is removed.
 ENRICHMENT_CHILD_PATCH = "phase4-enrichment-workflow"
-PHASE_TIMEOUT = timedelta(minutes=30)  # the Laravel job's per-community timeout
+PHASE_TIMEOUT = timedelta(minutes=30)
 # Every phase activity heartbeats every few seconds, so a worker that dies mid-phase is
 # noticed within this (not PHASE_TIMEOUT) and the phase resumes elsewhere, from its
-# heartbeat details where it has any. (Phases 1 and 4 are child workflows of one-request
-# activities.)
+# heartbeat details where it has any.
 PHASE_HEARTBEAT = timedelta(seconds=30)
-HEARTBEATING = {
-    Phase.WEBSITE_SCAN, Phase.NEWS_SOURCES, Phase.ENRICHMENT, Phase.VERIFICATION, Phase.SEEDING
-}  # fmt: skip
 
 
 def application_cause(error: BaseException) -> ApplicationError | None:
@@ -82,12 +90,12 @@ def describe_failure(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-@workflow.defn(name="CommunityRolloutWorkflow")
+@workflow.defn(name=WorkflowType.COMMUNITY_ROLLOUT)
 class CommunityRolloutWorkflow:
     def __init__(self) -> None:
         self._phase: Phase | None = None
 
-    @workflow.query(name="phase")
+    @workflow.query(name=Query.PHASE)
     def current_phase(self) -> int | None:
         return int(self._phase) if self._phase else None
 
@@ -107,9 +115,8 @@ class CommunityRolloutWorkflow:
         cancelled = False
         try:
             await record(
-                "begin_community",
+                RolloutRecordActivities.begin_community,
                 mark,
-                type(None),
                 summary=f"begin {inp.community_name}",
             )
             finish = await self._run_phases(inp, finish)
@@ -117,10 +124,9 @@ class CommunityRolloutWorkflow:
             cancelled = True
             finish.status = CommunityStatus.CANCELLED
             finish.error = "cancelled with the rollout"
-        result: CommunityResult = await record(
-            "finish_community",
+        result = await record(
+            RolloutRecordActivities.finish_community,
             finish,
-            CommunityResult,
             summary=f"{finish.status.value}: {inp.community_name}",
         )
         await self._report(inp, result)
@@ -151,7 +157,7 @@ class CommunityRolloutWorkflow:
                     raise asyncio.CancelledError(str(err)) from err
                 cause = application_cause(err)
                 message = describe_failure(err)
-                if cause is not None and cause.type == PLACES_ACCESS_ERROR:
+                if cause is not None and cause.type == ErrorType.PLACES_ACCESS:
                     workflow.logger.warning("%s paused: %s", inp.community_name, message)
                     finish.status = CommunityStatus.PAUSED
                     finish.pause_reason = f"Places: {cause.message}"
@@ -170,53 +176,47 @@ class CommunityRolloutWorkflow:
         self, phase: Phase, phase_input: PhaseInput, inp: CommunityRolloutInput
     ) -> PhaseResult | None:
         if phase is Phase.DISCOVERY:
-            result: PhaseResult = await workflow.execute_child_workflow(
-                "CommunityDiscoveryWorkflow",
+            return await workflow.execute_child_workflow(
+                CommunityDiscoveryWorkflow.run,
                 DiscoveryInput(phase=phase_input, places_retry=inp.places_retry),
-                id=f"{workflow.info().workflow_id}/discovery",
-                result_type=PhaseResult,
+                id=discovery_workflow_id(workflow.info().workflow_id),
                 static_summary=f"phase 1 discovery: {inp.community_name}",
             )
-            return result
-        if phase is Phase.ENRICHMENT and inp.skip_enrichment:
-            await record(
-                "mark_phase",
-                PhaseMark(
-                    community_rollout_id=inp.community_rollout_id,
-                    phase=int(phase),
-                    status=PhaseStatus.SKIPPED,
-                ),
-                type(None),
-                summary="phase 4 skipped (skip_enrichment)",
-            )
-            return None
-        if phase is Phase.ENRICHMENT and workflow.patched(ENRICHMENT_CHILD_PATCH):
-            enriched: PhaseResult = await workflow.execute_child_workflow(
-                "CommunityEnrichmentWorkflow",
+        if phase is Phase.ENRICHMENT:
+            if inp.skip_enrichment:
+                await record(
+                    RolloutRecordActivities.mark_phase,
+                    PhaseMark(
+                        community_rollout_id=inp.community_rollout_id,
+                        phase=int(phase),
+                        status=PhaseStatus.SKIPPED,
+                    ),
+                    summary="phase 4 skipped (skip_enrichment)",
+                )
+                return None
+            workflow.deprecate_patch(ENRICHMENT_CHILD_PATCH)
+            return await workflow.execute_child_workflow(
+                CommunityEnrichmentWorkflow.run,
                 EnrichmentInput(phase=phase_input, places_retry=inp.places_retry),
-                id=f"{workflow.info().workflow_id}/enrichment",
-                result_type=PhaseResult,
+                id=enrichment_workflow_id(workflow.info().workflow_id),
                 static_summary=f"phase 4 enrichment: {inp.community_name}",
             )
-            return enriched
-        name = PHASE_ACTIVITIES[phase]
-        outcome: PhaseResult = await workflow.execute_activity(
-            name,
+        return await workflow.execute_activity_method(
+            PHASE_ACTIVITIES[phase],
             phase_input,
-            result_type=PhaseResult,
             start_to_close_timeout=PHASE_TIMEOUT,
             # On cancel, wait for the attempt to end, so its billed requests are logged
             # before the community's cost is totted up.
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            heartbeat_timeout=PHASE_HEARTBEAT if phase in HEARTBEATING else None,
-            retry_policy=retry_policy(inp.phase_retry, NON_RETRYABLE),
+            heartbeat_timeout=PHASE_HEARTBEAT,
+            retry_policy=retry_policy(inp.phase_retry, PHASE_NON_RETRYABLE),
             summary=f"phase {int(phase)}: {inp.community_name}",
         )
-        return outcome
 
     async def _report(self, inp: CommunityRolloutInput, result: CommunityResult) -> None:
         parent = workflow.get_external_workflow_handle(inp.parent_workflow_id)
         try:
-            await parent.signal("community_finished", result)
+            # By name: the parent's module imports this one for its typed child start.
+            await parent.signal(Signal.COMMUNITY_FINISHED, result)
         except Exception as exc:  # the parent's final run has closed: nothing to report to
             workflow.logger.info("could not report to %s: %s", inp.parent_workflow_id, exc)

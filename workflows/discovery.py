@@ -24,6 +24,8 @@ from temporalio import workflow
 from workflows.common import Job, places_request, record, run_pool
 
 with workflow.unsafe.imports_passed_through():
+    from activities.discovery import DiscoveryActivities
+    from rollout.contract import Query, WorkflowType
     from rollout.payloads import PhaseResult
     from rollout.phases.discovery.planning import (
         BuyRequest,
@@ -31,9 +33,7 @@ with workflow.unsafe.imports_passed_through():
         DiscoveryInput,
         DiscoveryPlan,
         DiscoveryStrategy,
-        PageOutcome,
         PageRequest,
-        PurchaseList,
         PurchaseListRequest,
         SearchKind,
         SearchTask,
@@ -41,11 +41,8 @@ with workflow.unsafe.imports_passed_through():
         follow_ups,
     )
 
-# Places errors that no retry can help; the retry intervals come from the input.
-PLACES_NON_RETRYABLE = ["PlacesAccessError", "InvalidRequestError", "NotFoundError"]
 
-
-@workflow.defn(name="CommunityDiscoveryWorkflow")
+@workflow.defn(name=WorkflowType.COMMUNITY_DISCOVERY)
 class CommunityDiscoveryWorkflow:
     def __init__(self) -> None:
         self._requests = 0
@@ -55,7 +52,7 @@ class CommunityDiscoveryWorkflow:
         self._purchases: int | None = None
         self._next_purchase = 0
 
-    @workflow.query(name="discovery_progress")
+    @workflow.query(name=Query.DISCOVERY_PROGRESS)
     def discovery_progress(self) -> dict[str, str]:
         progress = {
             "requests": str(self._requests),
@@ -71,7 +68,7 @@ class CommunityDiscoveryWorkflow:
         phase = inp.phase
         if inp.plan is None:
             plan = await record(
-                "discovery_plan", phase, DiscoveryPlan, summary="phase 1: plan searches"
+                DiscoveryActivities.discovery_plan, phase, summary="phase 1: plan searches"
             )
             self._frontier = list(plan.tasks)
         else:
@@ -100,9 +97,8 @@ class CommunityDiscoveryWorkflow:
             )
             if self._purchases is None:
                 planned = await record(
-                    "discovery_plan_purchases",
+                    DiscoveryActivities.discovery_plan_purchases,
                     listing,
-                    PurchaseList,
                     summary="phase 1: plan what to buy",
                 )
                 self._purchases = planned.lines
@@ -114,7 +110,9 @@ class CommunityDiscoveryWorkflow:
             if await self._pool(lambda: self._next_purchase < (self._purchases or 0), buy, inp):
                 self._continue_as_new(inp, plan)
             missing = await record(
-                "discovery_cover_check", listing, int, summary="phase 1: check the cover"
+                DiscoveryActivities.discovery_cover_check,
+                listing,
+                summary="phase 1: check the cover",
             )
             if missing:
                 workflow.logger.warning(
@@ -123,7 +121,7 @@ class CommunityDiscoveryWorkflow:
                 )
 
         return await record(
-            "discovery_finish", phase, PhaseResult, summary="phase 1: count businesses"
+            DiscoveryActivities.discovery_finish, phase, summary="phase 1: count businesses"
         )
 
     async def _pool(self, more: Callable[[], bool], take: Job, inp: DiscoveryInput) -> bool:
@@ -152,7 +150,7 @@ class CommunityDiscoveryWorkflow:
         page_number = 1
         while True:
             outcome = await places_request(
-                "places_search_page",
+                DiscoveryActivities.places_search_page,
                 PageRequest(
                     task=task,
                     page_token=token,
@@ -163,9 +161,7 @@ class CommunityDiscoveryWorkflow:
                     throttle_ms=inp.throttle_ms,
                     run_key=self._run_key,
                 ),
-                PageOutcome,
                 retry=phase_input.places_retry,
-                non_retryable=PLACES_NON_RETRYABLE,
                 summary=f"{task.kind.value} {task.label} d{task.depth} p{page_number}"
                 + (" probe" if task.probe else ""),
             )
@@ -189,7 +185,7 @@ class CommunityDiscoveryWorkflow:
         page_number = 1
         while True:
             outcome = await places_request(
-                "places_buy",
+                DiscoveryActivities.places_buy,
                 BuyRequest(
                     run_key=self._run_key,
                     seq=seq,
@@ -200,9 +196,7 @@ class CommunityDiscoveryWorkflow:
                     region_id=plan.region_id,
                     throttle_ms=inp.throttle_ms,
                 ),
-                PageOutcome,
                 retry=phase_input.places_retry,
-                non_retryable=PLACES_NON_RETRYABLE,
                 summary=f"buy {seq} p{page_number}",
             )
             self._requests += 1

@@ -17,27 +17,24 @@ from temporalio import workflow
 from workflows.common import places_request, record, run_pool, should_continue_as_new
 
 with workflow.unsafe.imports_passed_through():
+    from activities.enrichment import EnrichmentActivities
+    from rollout.contract import Query, WorkflowType
     from rollout.payloads import (
         EnrichmentCarry,
         EnrichmentFinish,
         EnrichmentInput,
-        EnrichOutcome,
         EnrichRequest,
-        EnrichTargets,
         EnrichTargetsRequest,
         PhaseResult,
     )
 
-# Places errors that no retry can help; the retry intervals come from the input.
-PLACES_NON_RETRYABLE = ["PlacesAccessError", "PhaseConfigError"]
 
-
-@workflow.defn(name="CommunityEnrichmentWorkflow")
+@workflow.defn(name=WorkflowType.COMMUNITY_ENRICHMENT)
 class CommunityEnrichmentWorkflow:
     def __init__(self) -> None:
         self._carry = EnrichmentCarry()
 
-    @workflow.query(name="enrichment_progress")
+    @workflow.query(name=Query.ENRICHMENT_PROGRESS)
     def enrichment_progress(self) -> dict[str, int]:
         c = self._carry
         return {"enriched": c.enriched, "fresh": c.fresh, "not_found": c.not_found}
@@ -66,28 +63,26 @@ class CommunityEnrichmentWorkflow:
                 carry.runs += 1
                 workflow.continue_as_new(inp.model_copy(update={"carry": carry}))
         return await record(
-            "phase4_finish",
+            EnrichmentActivities.finish,
             EnrichmentFinish(
                 phase=inp.phase,
                 enriched=carry.enriched,
                 fresh=carry.fresh,
                 not_found=carry.not_found,
             ),
-            PhaseResult,
             summary="phase 4: total up",
         )
 
     async def _list(self, inp: EnrichmentInput) -> None:
         carry = self._carry
         page = await record(
-            "phase4_targets",
+            EnrichmentActivities.targets,
             EnrichTargetsRequest(
                 community_rollout_id=inp.phase.community_rollout_id,
                 community_id=inp.phase.community_id,
                 after_business_id=carry.after_business_id,
                 limit=inp.page_size,
             ),
-            EnrichTargets,
             summary=f"phase 4: list after {carry.after_business_id}",
         )
         if page.fresh is not None:
@@ -99,15 +94,13 @@ class CommunityEnrichmentWorkflow:
 
     async def _enrich(self, business_id: int, inp: EnrichmentInput) -> None:
         outcome = await places_request(
-            "places_enrich",
+            EnrichmentActivities.places_enrich,
             EnrichRequest(
                 community_rollout_id=inp.phase.community_rollout_id,
                 business_id=business_id,
                 throttle_ms=inp.phase.throttle_ms,
             ),
-            EnrichOutcome,
             retry=inp.places_retry,
-            non_retryable=PLACES_NON_RETRYABLE,
             summary=f"details {business_id}",
         )
         carry = self._carry

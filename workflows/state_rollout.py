@@ -27,12 +27,22 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from workflows.common import record, should_continue_as_new
+from workflows.community_rollout import CommunityRolloutWorkflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.records import RolloutRecordActivities
+    from rollout.contract import (
+        ROLLOUT_TASK_QUEUE,
+        ErrorType,
+        Query,
+        SearchAttribute,
+        Signal,
+        WorkflowType,
+        community_workflow_id,
+    )
     from rollout.payloads import (
         MAX_BATCH_SIZE,
         MIN_BATCH_SIZE,
-        ROLLOUT_TASK_QUEUE,
         BatchSizeInput,
         CommunityFinish,
         CommunityPage,
@@ -56,13 +66,12 @@ with workflow.unsafe.imports_passed_through():
         StatusBreakdown,
         Totals,
         cents,
-        community_workflow_id,
     )
     from rollout.states import STATE_NAMES
     from rollout.status import CommunityStatus, RolloutStatus
 
-STATE_CODE_KEY = SearchAttributeKey.for_keyword("RolloutStateCode")
-STATUS_KEY = SearchAttributeKey.for_keyword("RolloutStatus")
+STATE_CODE_KEY = SearchAttributeKey.for_keyword(SearchAttribute.STATE_CODE)
+STATUS_KEY = SearchAttributeKey.for_keyword(SearchAttribute.STATUS)
 
 PAGE_SIZE = 50
 # How long a cancelled rollout waits for its in-flight children to acknowledge.
@@ -91,7 +100,7 @@ def validate_input(inp: StateRolloutInput) -> list[str]:
     return problems
 
 
-@workflow.defn(name="StateRolloutWorkflow")
+@workflow.defn(name=WorkflowType.STATE_ROLLOUT)
 class StateRolloutWorkflow:
     @workflow.init
     def __init__(self, inp: StateRolloutInput) -> None:
@@ -131,12 +140,12 @@ class StateRolloutWorkflow:
     # signals and the query
     # ----------------------------------------------------------------------------------
 
-    @workflow.signal(name="pause")
+    @workflow.signal(name=Signal.PAUSE)
     def pause(self, inp: PauseInput | None = None) -> None:
         reason = (inp.reason if inp else None) or "paused by operator"
         self._pause(reason)
 
-    @workflow.signal(name="resume")
+    @workflow.signal(name=Signal.RESUME)
     def resume(self, inp: ResumeInput | None = None) -> None:
         if self._cancel_requested or self._status.value in ("completed", "cancelled", "failed"):
             workflow.logger.warning("resume ignored: the rollout is %s", self._status.value)
@@ -154,13 +163,13 @@ class StateRolloutWorkflow:
         self._paused_reason = None
         self._set_status(RolloutStatus.IN_PROGRESS)
 
-    @workflow.signal(name="cancel")
+    @workflow.signal(name=Signal.CANCEL)
     def cancel(self) -> None:
         if not self._cancel_requested:
             workflow.logger.info("cancel requested for %s", self._state)
         self._cancel_requested = True
 
-    @workflow.signal(name="set_batch_size")
+    @workflow.signal(name=Signal.SET_BATCH_SIZE)
     def set_batch_size(self, inp: BatchSizeInput) -> None:
         if not MIN_BATCH_SIZE <= inp.batch_size <= MAX_BATCH_SIZE:
             workflow.logger.warning(
@@ -174,7 +183,7 @@ class StateRolloutWorkflow:
         self._batch_size = inp.batch_size
         self._update_details()
 
-    @workflow.signal(name="community_finished")
+    @workflow.signal(name=Signal.COMMUNITY_FINISHED)
     def community_finished(self, result: CommunityResult) -> None:
         entry = self._in_flight.pop(result.community_rollout_id, None)
         if entry is None:  # a duplicate report, or one for an earlier rollout's child
@@ -198,7 +207,7 @@ class StateRolloutWorkflow:
         t.cost_usd += result.cost_usd
         self._update_details()
 
-    @workflow.query(name="progress")
+    @workflow.query(name=Query.PROGRESS)
     def progress(self) -> ProgressDocument:
         t = self._totals
         done = t.completed + t.failed + t.cancelled
@@ -267,14 +276,14 @@ class StateRolloutWorkflow:
         problems = validate_input(inp)
         if problems:
             raise ApplicationError(
-                "; ".join(problems), type="InvalidRolloutInput", non_retryable=True
+                "; ".join(problems), type=ErrorType.INVALID_ROLLOUT_INPUT, non_retryable=True
             )
         workflow.upsert_search_attributes(
             [STATE_CODE_KEY.value_set(self._state), STATUS_KEY.value_set(self._status.value)]
         )
         info = workflow.info()
         result: InitiateRolloutResult = await record(
-            "initiate_rollout",
+            RolloutRecordActivities.initiate_rollout,
             InitiateRolloutInput(
                 state_code=self._state,
                 workflow_id=info.workflow_id,
@@ -288,7 +297,6 @@ class StateRolloutWorkflow:
                 ),
                 initiated_by=inp.initiated_by,
             ),
-            InitiateRolloutResult,
             summary=f"initiate {self._state} rollout",
         )
         self._rollout_id = result.rollout_id
@@ -343,11 +351,10 @@ class StateRolloutWorkflow:
         if not self._buffer and not self._exhausted:
             assert self._rollout_id is not None
             page: CommunityPage = await record(
-                "load_community_page",
+                RolloutRecordActivities.load_community_page,
                 CommunityPageInput(
                     rollout_id=self._rollout_id, after_position=self._cursor, limit=PAGE_SIZE
                 ),
-                CommunityPage,
                 summary=f"load communities after #{self._cursor}",
             )
             self._buffer.extend(page.communities)
@@ -365,7 +372,7 @@ class StateRolloutWorkflow:
         self._update_details()
         try:
             await workflow.start_child_workflow(
-                "CommunityRolloutWorkflow",
+                CommunityRolloutWorkflow.run,
                 CommunityRolloutInput(
                     rollout_id=self._rollout_id,
                     community_rollout_id=ref.community_rollout_id,
@@ -402,7 +409,7 @@ class StateRolloutWorkflow:
     async def _record_unstartable(self, ref: CommunityRef) -> None:
         assert self._rollout_id is not None
         result: CommunityResult = await record(
-            "finish_community",
+            RolloutRecordActivities.finish_community,
             CommunityFinish(
                 rollout_id=self._rollout_id,
                 community_rollout_id=ref.community_rollout_id,
@@ -410,7 +417,6 @@ class StateRolloutWorkflow:
                 status=CommunityStatus.FAILED,
                 error="could not start: a workflow with this community's id is still running",
             ),
-            CommunityResult,
             summary="finish_community",
         )
         self._in_flight[ref.community_rollout_id] = InFlightCommunity(
@@ -442,11 +448,10 @@ class StateRolloutWorkflow:
             return
         target = self._status
         await record(
-            "set_rollout_status",
+            RolloutRecordActivities.set_rollout_status,
             RolloutStatusChange(
                 rollout_id=self._rollout_id, status=target, paused_reason=self._paused_reason
             ),
-            type(None),
             summary=f"status {target.value}",
         )
         workflow.upsert_search_attributes([STATUS_KEY.value_set(target.value)])
@@ -533,9 +538,8 @@ class StateRolloutWorkflow:
         else:
             final = RolloutStatus.COMPLETED
         summary: RolloutSummary = await record(
-            "finalize_rollout",
+            RolloutRecordActivities.finalize_rollout,
             FinalizeInput(rollout_id=self._rollout_id, status=final),
-            RolloutSummary,
             summary=f"finalize {final.value}",
         )
         self._status = self._recorded_status = final

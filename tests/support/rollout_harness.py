@@ -31,9 +31,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from devstack.embedded import EmbeddedStack, ManagedProcess, free_port
 from placesim.process import placesim_process, placesim_ready
 from rollout.communities import load_communities, seed_communities
+from rollout.contract import state_workflow_id
 from rollout.db.migrate import upgrade
 from rollout.db.session import create_engine
-from rollout.payloads import ProgressDocument, RetrySpec, StateRolloutInput, state_workflow_id
+from rollout.payloads import ProgressDocument, RetrySpec, StateRolloutInput
 from rollout.settings import embedded_database_url
 from tests.conftest import PROJECT_ROOT
 from workflows.state_rollout import StateRolloutWorkflow

@@ -2,7 +2,7 @@
 
 A change that makes the workflows non-deterministic for histories already running in
 production fails here. The histories are recorded from a real rollout by
-`RECORD_HISTORIES=1 ./scripts/test -k full_rollout` (see test_rollout_workflows.py); re-record
+`RECORD_HISTORIES=1 ./scripts/test -k full_rollout` (see tests/workflows/test_rollout_live.py); re-record
 them only together with a deliberate, versioned workflow change (workflow.patched).
 """
 

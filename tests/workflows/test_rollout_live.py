@@ -23,6 +23,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from devstack.embedded import temporal_cli as temporal_binary
+from rollout.contract import state_workflow_id
 from rollout.payloads import (
     BatchSizeInput,
     EnrichmentInput,
@@ -30,7 +31,6 @@ from rollout.payloads import (
     PhaseInput,
     PhaseResult,
     ResumeInput,
-    state_workflow_id,
 )
 from rollout.phases.discovery.planning import Box, DiscoveryInput, bounding_box
 from rollout.status import RolloutStatus

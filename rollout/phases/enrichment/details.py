@@ -2,8 +2,7 @@
 
 One Place Details per `places_enrich` activity on the rate-limited `rollout-places` queue
 (workflows/enrichment.py), so the quota holds for any number of workers, as phase 1's
-requests do. `enrich_community` is the older form, every request of a community in one
-activity paced per worker process; it runs only for workflows started before that change.
+requests do.
 
 Billing discipline (ARCHITECTURE.md section 4: every billed response logged exactly once):
 each successful Place Details answer is logged in its own transaction right after it
@@ -22,10 +21,8 @@ age is a retention decision left to the owners, which the timestamps make possib
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -48,51 +45,10 @@ class DetailsClient(Protocol):
     async def get_place(self, place_id: str, field_mask: str | Sequence[str]) -> DetailsResult: ...
 
 
-class Pacer:
-    """Spaces request starts at least 1/rate apart, across every caller that shares it.
-
-    Google's quota is per method per project (GetPlace: PLACES_QPM per minute). One phase 4
-    activity makes many requests, so the task-queue rate limit (one activity, one start)
-    does not pace them; a worker shares one Pacer between all its enrichment activities.
-    """
-
-    def __init__(self, per_second: float) -> None:
-        if per_second <= 0:
-            raise ValueError("rate must be > 0")
-        self.interval = 1 / per_second
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        if start > now:
-            await asyncio.sleep(start - now)
-
-
 @dataclass(frozen=True, slots=True)
 class EnrichTarget:
     business_id: int
     place_id: str
-
-
-@dataclass(slots=True)
-class EnrichProgress:
-    last_business_id: int = 0
-    enriched: int = 0
-    not_found: int = 0
-    skipped_invalid: int = 0
-    total: int = 0
-    cost: Decimal = Decimal(0)
-
-    def details(self) -> dict[str, Any]:
-        return {
-            "last_business_id": self.last_business_id,
-            "enriched": self.enriched,
-            "total": self.total,
-        }
 
 
 def _with_site(community_id: int) -> tuple[ColumnElement[bool], ...]:
@@ -143,20 +99,6 @@ async def stale_target(
         )
     ).first()
     return EnrichTarget(row.id, row.place_id) if row else None
-
-
-async def load_targets(
-    session: AsyncSession, community_id: int, fresh_days: int
-) -> tuple[list[EnrichTarget], int]:
-    """Businesses with a website not enriched within `fresh_days`, and how many with a
-    website were skipped as fresh."""
-    rows = await session.execute(
-        select(Business.id, Business.place_id)
-        .where(*_with_site(community_id), _stale(fresh_days))
-        .order_by(Business.id)
-    )
-    targets = [EnrichTarget(business_id, place_id) for business_id, place_id in rows]
-    return targets, await count_fresh(session, community_id, fresh_days)
 
 
 def enrichment_values(place: Place, answer: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -253,45 +195,3 @@ async def enrich_target(
             .values(**enrichment_values(result.place, result.raw))
         )
     return TargetOutcome.ENRICHED, result.cost
-
-
-async def enrich_community(
-    sessions: async_sessionmaker[AsyncSession],
-    client: DetailsClient,
-    *,
-    community_id: int,
-    community_rollout_id: int,
-    field_mask: str,
-    fresh_days: int,
-    request_key: Callable[[str], str],
-    throttle_s: float,
-    progress: EnrichProgress,
-    pacer: Pacer | None = None,
-) -> int:
-    """Enrich the community's stale businesses with websites in one go (the older,
-    one-activity form of phase 4); returns how many were fresh."""
-    async with sessions() as session:
-        targets, fresh = await load_targets(session, community_id, fresh_days)
-    progress.total = len(targets)
-    for index, target in enumerate(targets):
-        if index and throttle_s > 0:
-            await asyncio.sleep(throttle_s)  # the operator's throttle_ms, on top of the quota
-        if pacer is not None:
-            await pacer.wait()
-        outcome, cost = await enrich_target(
-            sessions,
-            client,
-            target,
-            community_rollout_id=community_rollout_id,
-            field_mask=field_mask,
-            request_key=request_key(target.place_id),
-        )
-        if outcome is TargetOutcome.NOT_FOUND:
-            progress.not_found += 1
-        elif outcome is TargetOutcome.INVALID:
-            progress.skipped_invalid += 1
-        else:
-            progress.enriched += 1
-            progress.cost += cost
-            progress.last_business_id = target.business_id
-    return fresh

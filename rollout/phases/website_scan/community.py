@@ -52,7 +52,7 @@ class ScanProgress:
         return {"after_id": self.after_id, "scanned": self.scanned, "total": self.total}
 
 
-async def load_targets(
+async def load_scan_targets(
     session: AsyncSession, community_id: int, community_rollout_id: int, after_id: int
 ) -> list[ScanTarget]:
     already = select(WebsiteScan.business_id).where(
@@ -159,7 +159,9 @@ async def scan_community(
     `finalize` runs in the transaction of the last batch of rows, so the phase can record
     its completion atomically with its final writes."""
     async with sessions() as session:
-        targets = await load_targets(session, community_id, community_rollout_id, progress.after_id)
+        targets = await load_scan_targets(
+            session, community_id, community_rollout_id, progress.after_id
+        )
     progress.total = len(targets)
     if not targets:
         if finalize is not None:

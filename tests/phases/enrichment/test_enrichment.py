@@ -7,12 +7,9 @@ and a retry.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import itertools
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -20,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -35,7 +32,6 @@ from rollout.payloads import (
     PhaseResult,
 )
 from rollout.phase_settings import PhaseSettings
-from rollout.phases.enrichment.details import Pacer
 from rollout.places.client import PlacesClient
 from tests.support.phase_fixtures import Seeded, add_business, seed_rollout
 
@@ -54,7 +50,7 @@ async def activities(
 ) -> AsyncIterator[EnrichmentActivities]:
     settings = PhaseSettings(enrichment_fresh_days=30, phase_heartbeat_s=0.2)
     async with PlacesClient(sim.base_url, SecretStr(key), timeout=5.0) as client:
-        yield EnrichmentActivities(seeded.sessions, client, settings, places_qpm=60_000)
+        yield EnrichmentActivities(seeded.sessions, client, settings)
 
 
 async def run_phase4(
@@ -126,30 +122,14 @@ async def usage(seeded: Seeded) -> tuple[int, Decimal, set[str]]:
     return len(rows), sum((r.cost for r in rows), Decimal(0)), {r.sku for r in rows}
 
 
-# Phase 4 as CommunityEnrichmentWorkflow runs it, and the older one-activity form that
-# workflows started before that change still use (workflows/community_rollout.py's patch).
-FORMS = ["child-workflow", "one-activity"]
-
-
-async def run_form(
-    form: str, acts: EnrichmentActivities, env: ActivityEnvironment, phase: PhaseInput
-) -> PhaseResult:
-    if form == "one-activity":
-        return await env.run(acts.enrich, phase)
-    return await run_phase4(acts, env, phase)
-
-
-@pytest.mark.parametrize("form", FORMS)
-async def test_phase4_enriches_bills_exactly_and_skips_fresh(
-    engine: AsyncEngine, sim: Sim, form: str
-) -> None:
+async def test_phase4_enriches_bills_exactly_and_skips_fresh(engine: AsyncEngine, sim: Sim) -> None:
     seeded = await seed_rollout(engine)
     ids = await seed_from_truth(seeded, sim)
     env = ActivityEnvironment()
     async with activities(seeded, sim) as acts:
-        first = await run_form(form, acts, env, seeded.phase_input())
+        first = await run_phase4(acts, env, seeded.phase_input())
         billed_first = sim.billing()
-        second = await run_form(form, acts, env, seeded.phase_input())
+        second = await run_phase4(acts, env, seeded.phase_input())
 
     targets = len(ids["targets"])
     assert first.counts == {
@@ -192,55 +172,6 @@ async def test_phase4_enriches_bills_exactly_and_skips_fresh(
     assert status == "completed"
 
 
-async def test_phase4_skipped_when_asked(engine: AsyncEngine, sim: Sim) -> None:
-    seeded = await seed_rollout(engine)
-    await seed_from_truth(seeded, sim)
-    env = ActivityEnvironment()
-    async with activities(seeded, sim) as acts:
-        for _ in range(2):
-            result = await env.run(acts.enrich, seeded.phase_input(skip_enrichment=True))
-            assert result.status == "skipped"
-    assert sim.billing()["total_requests"] == 0
-    async with seeded.sessions() as session:
-        status = await session.scalar(select(CommunityRolloutPhase.status))
-    assert status == "skipped"
-
-
-async def test_phase4_failure_then_retry_logs_every_billed_request_once(
-    engine: AsyncEngine, sim: Sim
-) -> None:
-    seeded = await seed_rollout(engine)
-    ids = await seed_from_truth(seeded, sim)
-    third = ids["truth"][ids["targets"][2]]["location"]
-    # Place Details for the third business fails with 500 (retryable) until the zone goes.
-    sim.configure(fail_near=[{"lat": third["latitude"], "lng": third["longitude"], "radius_m": 1}])
-    env = ActivityEnvironment()
-    async with activities(seeded, sim) as acts:
-        with pytest.raises(ApplicationError) as failed:
-            await env.run(acts.enrich, seeded.phase_input())
-        assert not failed.value.non_retryable
-        assert failed.value.type == "ServerError"
-        count, cost, _ = await usage(seeded)
-        assert count == 2 == sim.billing()["total_requests"]
-
-        sim.configure(fail_near=[])
-        env.info = dataclasses.replace(env.info, attempt=2)
-        retried = await env.run(acts.enrich, seeded.phase_input())
-    assert retried.counts["businesses_enriched"] == len(ids["targets"]) - 2
-    billed = sim.billing()
-    count, cost, _ = await usage(seeded)
-    assert count == billed["total_requests"] == len(ids["targets"])
-    assert cost == Decimal(billed["total_cost"]) == retried.cost_usd
-    async with seeded.sessions() as session:
-        keys = (await session.scalars(select(RolloutApiUsage.request_key))).all()
-        enriched = await session.scalar(
-            select(func.count()).where(Business.enriched_at.is_not(None))
-        )
-    assert len(set(keys)) == len(keys)
-    assert sum(k.split("/")[3] == "1" for k in keys) == 2  # attempt 1 billed two requests
-    assert enriched == len(ids["targets"]) + 1  # + the fresh one seeded as enriched
-
-
 async def test_places_enrich_retry_pays_only_for_what_was_not_stored(
     engine: AsyncEngine, sim: Sim
 ) -> None:
@@ -274,7 +205,6 @@ async def test_places_enrich_retry_pays_only_for_what_was_not_stored(
     assert cost == Decimal(billed["total_cost"]) == PRICE * 2
 
 
-@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize(
     ("config", "key", "error_type", "retryable"),
     [
@@ -291,14 +221,13 @@ async def test_phase4_maps_places_errors(
     key: str,
     error_type: str,
     retryable: bool,
-    form: str,
 ) -> None:
     seeded = await seed_rollout(engine)
     await seed_from_truth(seeded, sim)
     sim.configure(**config)
     with pytest.raises(ApplicationError) as failed:
         async with activities(seeded, sim, key) as acts:
-            await run_form(form, acts, ActivityEnvironment(), seeded.phase_input())
+            await run_phase4(acts, ActivityEnvironment(), seeded.phase_input())
     assert failed.value.type == error_type
     assert failed.value.non_retryable is not retryable
     if retryable:
@@ -307,17 +236,3 @@ async def test_phase4_maps_places_errors(
     # Whatever was answered before the error is logged, and only that.
     count, _, _ = await usage(seeded)
     assert count == sim.billing()["total_requests"]
-
-
-async def test_pacer_spaces_requests_across_concurrent_callers() -> None:
-    pacer = Pacer(20)  # 50 ms apart
-    started = time.monotonic()
-    starts: list[float] = []
-
-    async def request() -> None:
-        await pacer.wait()
-        starts.append(time.monotonic() - started)
-
-    await asyncio.gather(*(request() for _ in range(5)))
-    assert starts[-1] >= 0.19
-    assert all(b - a >= 0.045 for a, b in itertools.pairwise(sorted(starts)))

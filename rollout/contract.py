@@ -1,0 +1,102 @@
+"""The names the outside world depends on: task queues, workflow ids and types, signal,
+query and update names, search attributes, and the error types that cross Temporal.
+
+Operators type these into the `temporal` CLI and the Web UI, recorded histories carry them,
+and workflows, activities, the starter and the dev stack all refer to them from here. Renaming
+one breaks running workflows and replays: add a new name instead.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# -- task queues ------------------------------------------------------------------------
+# Workflows and bookkeeping activities.
+ROLLOUT_TASK_QUEUE = "rollout"
+# One Places request per activity; the server's rate limit on this queue is the quota.
+PLACES_TASK_QUEUE = "rollout-places"
+
+
+# -- workflow ids -----------------------------------------------------------------------
+def state_workflow_id(state_code: str) -> str:
+    return f"state-rollout-{state_code}"
+
+
+def community_workflow_id(state_code: str, community_id: int) -> str:
+    return f"state-rollout-{state_code}/community-{community_id}"
+
+
+def discovery_workflow_id(community_workflow_id: str) -> str:
+    return f"{community_workflow_id}/discovery"
+
+
+def enrichment_workflow_id(community_workflow_id: str) -> str:
+    return f"{community_workflow_id}/enrichment"
+
+
+# -- workflow types, signals, queries ----------------------------------------------------
+class WorkflowType(StrEnum):
+    STATE_ROLLOUT = "StateRolloutWorkflow"
+    COMMUNITY_ROLLOUT = "CommunityRolloutWorkflow"
+    COMMUNITY_DISCOVERY = "CommunityDiscoveryWorkflow"
+    COMMUNITY_ENRICHMENT = "CommunityEnrichmentWorkflow"
+
+
+class Signal(StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    SET_BATCH_SIZE = "set_batch_size"
+    # Sent by each community child to its state rollout when it ends.
+    COMMUNITY_FINISHED = "community_finished"
+
+
+class Query(StrEnum):
+    PROGRESS = "progress"
+    PHASE = "phase"
+    DISCOVERY_PROGRESS = "discovery_progress"
+    ENRICHMENT_PROGRESS = "enrichment_progress"
+
+
+# -- search attributes (Keyword), registered by the dev stack and deploy/ ------------------
+class SearchAttribute(StrEnum):
+    STATE_CODE = "RolloutStateCode"
+    STATUS = "RolloutStatus"
+
+
+# -- error types (ApplicationError.type) ---------------------------------------------------
+class ErrorType(StrEnum):
+    # Invalid key, API disabled, daily quota gone: the community reports "paused" and its
+    # state rollout pauses with the reason.
+    PLACES_ACCESS = "PlacesAccessError"
+    # A phase's own check failed (verification thresholds, a community with no region).
+    PHASE_THRESHOLD_FAILED = "PhaseThresholdFailed"
+    # A phase's settings are unusable (e.g. a field mask the API would refuse).
+    PHASE_CONFIG = "PhaseConfigError"
+    # The rollout's start input was refused by the database bookkeeping.
+    ROLLOUT_INPUT = "RolloutInputError"
+    # The state workflow refused its start input.
+    INVALID_ROLLOUT_INPUT = "InvalidRolloutInput"
+    # The state already has an active rollout row.
+    ACTIVE_ROLLOUT_EXISTS = "ActiveRolloutExists"
+    # Places request errors no retry can help (the names of rollout.places.errors classes).
+    PLACES_INVALID_REQUEST = "InvalidRequestError"
+    PLACES_NOT_FOUND = "NotFoundError"
+
+
+# Errors that stop a phase activity's retries at once.
+PHASE_NON_RETRYABLE = (
+    ErrorType.PLACES_ACCESS,
+    ErrorType.PHASE_THRESHOLD_FAILED,
+    ErrorType.PHASE_CONFIG,
+    ErrorType.ROLLOUT_INPUT,
+)
+# Errors that stop a single Places request's retries at once.
+PLACES_NON_RETRYABLE = (
+    ErrorType.PLACES_ACCESS,
+    ErrorType.PHASE_CONFIG,
+    ErrorType.PLACES_INVALID_REQUEST,
+    ErrorType.PLACES_NOT_FOUND,
+)
+# Errors that stop a bookkeeping activity's retries at once.
+RECORD_NON_RETRYABLE = (ErrorType.ROLLOUT_INPUT, ErrorType.ACTIVE_ROLLOUT_EXISTS)
