@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -191,14 +191,6 @@ async def seed_communities(session: AsyncSession, records: Sequence[CommunityRec
         regions=len(records),
         states=len({r.state_code for r in records}),
     )
-
-
-async def community_counts(session: AsyncSession) -> dict[str, int]:
-    """Communities per state as stored in the database."""
-    rows = await session.execute(
-        select(Community.state_code, func.count()).group_by(Community.state_code)
-    )
-    return {state: count for state, count in rows}
 
 
 class SchemaMissingError(RuntimeError):

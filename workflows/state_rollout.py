@@ -56,17 +56,16 @@ with workflow.unsafe.imports_passed_through():
         InitiateRolloutResult,
         PauseInput,
         ProgressDocument,
-        ProgressRollout,
         ResumeInput,
         RolloutSettings,
         RolloutStatusChange,
         RolloutSummary,
         StateRolloutCarry,
         StateRolloutInput,
-        StatusBreakdown,
         Totals,
         cents,
     )
+    from rollout.progress import RolloutFacts, average_cost, build_progress
     from rollout.states import STATE_NAMES
     from rollout.status import CommunityStatus, RolloutStatus
 
@@ -209,48 +208,25 @@ class StateRolloutWorkflow:
 
     @workflow.query(name=Query.PROGRESS)
     def progress(self) -> ProgressDocument:
-        t = self._totals
-        done = t.completed + t.failed + t.cancelled
-        remaining = max(self._total - done - len(self._in_flight), 0)
-        finished = self._status.value in ("completed", "cancelled", "failed")
-        breakdown = StatusBreakdown(
-            processing=len(self._in_flight),
-            completed=t.completed,
-            failed=t.failed,
-            cancelled=t.cancelled + (remaining if self._status is RolloutStatus.CANCELLED else 0),
-            paused=remaining if self._paused and not finished else 0,
-            queued=remaining if not self._paused and not finished else 0,
-        )
-        pct = round(100.0 * done / self._total, 1) if self._total else 0.0
-        return ProgressDocument(
-            rollout=ProgressRollout(
-                id=self._rollout_id,
-                state_code=self._state,
-                state_name=self._state_name,
-                status=self._status,
-                total_communities=self._total,
-                completed_communities=t.completed,
-                failed_communities=t.failed,
-                cancelled_communities=breakdown.cancelled,
-                started_at=self._started_at,
-                completed_at=self._completed_at,
-                batch_size=self._batch_size,
-                throttle_ms=self._input.throttle_ms,
-                skip_enrichment=self._input.skip_enrichment,
-                budget_usd=self._budget,
-            ),
-            progress_percentage=pct,
-            status_breakdown=breakdown,
-            total_businesses=t.businesses,
-            total_news_sources=t.news_sources,
-            total_cost=cents(t.cost_usd),
-            estimated_remaining_cost=cents(
-                (remaining + len(self._in_flight)) * self._average_cost()
-            )
-            if not finished
-            else Decimal("0.00"),
-            in_flight=sorted(self._in_flight.values(), key=lambda c: c.position),
+        facts = RolloutFacts(
+            rollout_id=self._rollout_id,
+            state_code=self._state,
+            state_name=self._state_name,
+            status=self._status,
+            total_communities=self._total,
+            started_at=self._started_at,
+            completed_at=self._completed_at,
+            batch_size=self._batch_size,
+            throttle_ms=self._input.throttle_ms,
+            skip_enrichment=self._input.skip_enrichment,
+            budget_usd=self._budget,
             paused_reason=self._paused_reason,
+        )
+        return build_progress(
+            facts,
+            self._totals,
+            list(self._in_flight.values()),
+            default_community_cost=self._input.default_community_cost_usd,
         )
 
     # ----------------------------------------------------------------------------------
@@ -458,10 +434,7 @@ class StateRolloutWorkflow:
         self._recorded_status = target
 
     def _average_cost(self) -> Decimal:
-        t = self._totals
-        if t.completed:
-            return t.completed_cost_usd / t.completed
-        return self._input.default_community_cost_usd
+        return average_cost(self._totals, self._input.default_community_cost_usd)
 
     def _budget_problem(self) -> str | None:
         if self._budget is None:

@@ -256,7 +256,6 @@ class CommunityRollout(TimestampMixin, Base):
     businesses_with_websites: Mapped[int] = mapped_column(Integer, server_default="0")
     news_sources_created: Mapped[int] = mapped_column(Integer, server_default="0")
     api_cost_estimate: Mapped[Decimal] = mapped_column(Money, server_default="0")
-    retry_count: Mapped[int] = mapped_column(Integer, server_default="0")
     verification_report: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     started_at: Mapped[dt.datetime | None]
     completed_at: Mapped[dt.datetime | None]

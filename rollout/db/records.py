@@ -30,12 +30,11 @@ from rollout.payloads import (
     InitiateRolloutInput,
     InitiateRolloutResult,
     ProgressDocument,
-    ProgressRollout,
     RolloutSettings,
     RolloutSummary,
-    StatusBreakdown,
-    cents,
+    Totals,
 )
+from rollout.progress import RolloutFacts, build_progress
 from rollout.states import STATE_NAMES
 from rollout.status import (
     ACTIVE_ROLLOUT_STATUSES,
@@ -441,18 +440,6 @@ async def record_phase_counts(
         )
 
 
-async def phase_statuses(
-    session: AsyncSession, community_rollout_id: int
-) -> Sequence[CommunityRolloutPhase]:
-    return (
-        await session.scalars(
-            select(CommunityRolloutPhase)
-            .where(CommunityRolloutPhase.community_rollout_id == community_rollout_id)
-            .order_by(CommunityRolloutPhase.phase)
-        )
-    ).all()
-
-
 async def start_problems(
     session: AsyncSession, state_code: str, priority: Sequence[int]
 ) -> list[str]:
@@ -504,20 +491,13 @@ async def progress_from_db(session: AsyncSession, state_code: str) -> ProgressDo
     rollout = await latest_rollout(session, state_code)
     if rollout is None:
         return None
-    counts = dict(
-        (
-            await session.execute(
-                select(CommunityRollout.status, func.count())
-                .where(CommunityRollout.state_rollout_id == rollout.id)
-                .group_by(CommunityRollout.status)
-            )
-        ).all()
-    )
-    breakdown = StatusBreakdown(**{s.value: counts.get(s.value, 0) for s in CommunityStatus})
     cr = CommunityRollout
-    businesses, news, cost, completed_cost = (
+    completed, failed, cancelled, businesses, news, cost, completed_cost = (
         await session.execute(
             select(
+                func.count().filter(cr.status == CommunityStatus.COMPLETED.value),
+                func.count().filter(cr.status == CommunityStatus.FAILED.value),
+                func.count().filter(cr.status == CommunityStatus.CANCELLED.value),
                 func.coalesce(func.sum(cr.businesses_discovered), 0),
                 func.coalesce(func.sum(cr.news_sources_created), 0),
                 func.coalesce(func.sum(cr.api_cost_estimate), 0),
@@ -541,52 +521,41 @@ async def progress_from_db(session: AsyncSession, state_code: str) -> ProgressDo
         )
     ).all()
     settings = RolloutSettings.model_validate(rollout.settings or {})
-    done = breakdown.completed + breakdown.failed + breakdown.cancelled
-    remaining = rollout.total_communities - done
-    average = (
-        Decimal(completed_cost) / breakdown.completed
-        if breakdown.completed
-        else DEFAULT_COMMUNITY_COST
+    totals = Totals(
+        completed=completed,
+        failed=failed,
+        cancelled=cancelled,
+        businesses=int(businesses),
+        news_sources=int(news),
+        cost_usd=Decimal(cost),
+        completed_cost_usd=Decimal(completed_cost),
     )
-    active = rollout.status in {s.value for s in ACTIVE_ROLLOUT_STATUSES}
-    return ProgressDocument(
-        rollout=ProgressRollout(
-            id=rollout.id,
-            state_code=rollout.state_code,
-            state_name=rollout.state_name,
-            status=RolloutStatus(rollout.status),
-            total_communities=rollout.total_communities,
-            completed_communities=breakdown.completed,
-            failed_communities=breakdown.failed,
-            cancelled_communities=breakdown.cancelled,
-            started_at=rollout.started_at,
-            completed_at=rollout.completed_at,
-            batch_size=settings.batch_size,
-            throttle_ms=settings.throttle_ms,
-            skip_enrichment=settings.skip_enrichment,
-            budget_usd=rollout.budget_usd,
-        ),
-        progress_percentage=round(100.0 * done / rollout.total_communities, 1)
-        if rollout.total_communities
-        else 0.0,
-        status_breakdown=breakdown,
-        total_businesses=int(businesses),
-        total_news_sources=int(news),
-        total_cost=cents(Decimal(cost)),
-        estimated_remaining_cost=cents(remaining * average) if active else Decimal("0.00"),
-        in_flight=[
-            InFlightCommunity(
-                community_rollout_id=cr_id,
-                community_id=community_id,
-                name=name,
-                position=position,
-                is_priority=is_priority,
-                started_at=started_at or rollout.started_at,
-            )
-            for cr_id, community_id, name, position, is_priority, started_at in in_flight_rows
-        ],
+    facts = RolloutFacts(
+        rollout_id=rollout.id,
+        state_code=rollout.state_code,
+        state_name=rollout.state_name,
+        status=RolloutStatus(rollout.status),
+        total_communities=rollout.total_communities,
+        started_at=rollout.started_at,
+        completed_at=rollout.completed_at,
+        batch_size=settings.batch_size,
+        throttle_ms=settings.throttle_ms,
+        skip_enrichment=settings.skip_enrichment,
+        budget_usd=rollout.budget_usd,
         paused_reason=rollout.paused_reason,
     )
+    in_flight = [
+        InFlightCommunity(
+            community_rollout_id=cr_id,
+            community_id=community_id,
+            name=name,
+            position=position,
+            is_priority=is_priority,
+            started_at=started_at or rollout.started_at,
+        )
+        for cr_id, community_id, name, position, is_priority, started_at in in_flight_rows
+    ]
+    return build_progress(facts, totals, in_flight, default_community_cost=DEFAULT_COMMUNITY_COST)
 
 
 async def rollout_report(

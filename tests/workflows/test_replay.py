@@ -2,8 +2,9 @@
 
 A change that makes the workflows non-deterministic for histories already running in
 production fails here. The histories are recorded from a real rollout by
-`RECORD_HISTORIES=1 ./scripts/test -k full_rollout` (see tests/workflows/test_rollout_live.py); re-record
-them only together with a deliberate, versioned workflow change (workflow.patched).
+`RECORD_HISTORIES=1 ./scripts/test -k full_rollout` (tests/workflows/test_rollout_live.py);
+re-record them only together with a deliberate, versioned workflow change (see "Patches"
+in docs/architecture.md).
 """
 
 from __future__ import annotations
