@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,16 +20,16 @@ _REFRESHED = (
 )  # fmt: skip
 
 
-def _row(place: Place, community_id: int) -> dict[str, object]:
+def place_columns(place: Place) -> dict[str, Any]:
+    """The business columns a Places answer fills: the one Place-to-columns mapping, used
+    by phase 1's upsert and phase 4's enrichment. A field the answer lacks maps to None."""
     return {
-        "place_id": place.id,
-        "community_id": community_id,
         "name": place.display_name,
         "formatted_address": place.formatted_address,
         "latitude": place.location.latitude if place.location else None,
         "longitude": place.location.longitude if place.location else None,
         "primary_type": place.primary_type,
-        "types": list(place.types or ()),
+        "types": list(place.types) if place.types is not None else None,
         "business_status": place.business_status.value if place.business_status else None,
         "website_uri": place.website_uri,
         "national_phone_number": place.national_phone_number,
@@ -36,6 +37,16 @@ def _row(place: Place, community_id: int) -> dict[str, object]:
         "pure_service_area_business": place.pure_service_area_business,
         "rating": Decimal(str(round(place.rating, 1))) if place.rating is not None else None,
         "user_rating_count": place.user_rating_count,
+    }
+
+
+def _row(place: Place, community_id: int) -> dict[str, object]:
+    row = place_columns(place)
+    row["types"] = row["types"] or []
+    return {
+        "place_id": place.id,
+        "community_id": community_id,
+        **row,
         "places_fetched_at": func.now(),
     }
 

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from rollout.db.businesses import place_columns
 from rollout.db.community_scope import community_business_ids
 from rollout.db.models import Business, RolloutApiUsage
 from rollout.db.usage import log_api_usage
@@ -111,19 +112,7 @@ def enrichment_values(place: Place, answer: dict[str, Any] | None = None) -> dic
         "places_fetched_at": func.now(),
         "updated_at": func.now(),
     }
-    columns = {
-        "name": place.display_name,
-        "formatted_address": place.formatted_address,
-        "primary_type": place.primary_type,
-        "types": list(place.types) if place.types is not None else None,
-        "business_status": place.business_status.value if place.business_status else None,
-        "website_uri": place.website_uri,
-        "national_phone_number": place.national_phone_number,
-        "google_maps_uri": place.google_maps_uri,
-        "pure_service_area_business": place.pure_service_area_business,
-        "rating": Decimal(str(round(place.rating, 1))) if place.rating is not None else None,
-        "user_rating_count": place.user_rating_count,
-    }
+    columns = place_columns(place)
     values.update({k: v for k, v in columns.items() if v is not None})
     return values
 
