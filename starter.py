@@ -424,14 +424,12 @@ def cmd_estimate(args: argparse.Namespace, settings: Settings) -> None:
 
     from rollout.communities import load_communities
     from rollout.estimate import estimate
-    from rollout.phase_settings import get_phase_settings
-    from rollout.phases.discovery.planning import DiscoverySettings
 
     result = estimate(
         load_communities(args.state),
-        DiscoverySettings(),
+        settings.discovery,
         skip_enrichment=args.skip_enrichment,
-        enrichment_mask=get_phase_settings().enrichment_field_mask,
+        enrichment_mask=settings.phases.enrichment_field_mask,
     )
     table = Table(
         title=f"Estimate for {STATE_NAMES[args.state]}: {result.communities:,} communities, "

@@ -41,8 +41,7 @@ from activities.website_scan import WebsiteScanActivities
 from rollout.contract import PLACES_TASK_QUEUE, ROLLOUT_TASK_QUEUE
 from rollout.db.session import create_engine, session_factory
 from rollout.logsetup import configure_logging
-from rollout.phase_settings import PhaseSettings, get_phase_settings
-from rollout.phases.discovery.planning import DiscoverySettings
+from rollout.phase_settings import PhaseSettings
 from rollout.phases.website_scan.fetcher import WebFetcher
 from rollout.places.client import PlacesClient
 from rollout.settings import WORKER_GRACEFUL_SHUTDOWN_S, Settings, get_settings
@@ -111,7 +110,7 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
     engine = create_engine(settings.database_url, pool_size=20)
     sessions = session_factory(engine)
     places = PlacesClient(settings.places_base_url, settings.places_api_key)
-    phase_settings = get_phase_settings()
+    phase_settings = settings.phases
     fetcher = WebFetcher(phase_settings)
     seeding = SeedingActivities(sessions, phase_settings)
     try:
@@ -144,11 +143,11 @@ def places_rate(places_qpm: int) -> float:
 
 def create_workers(client: Client, settings: Settings, res: Resources) -> list[Worker]:
     records = RolloutRecordActivities(res.sessions)
-    discovery = DiscoveryActivities(res.sessions, res.places, DiscoverySettings())
+    discovery = DiscoveryActivities(res.sessions, res.places, settings.discovery)
     scan = WebsiteScanActivities(res.sessions, res.phase_settings, res.fetcher)
     news = NewsSourceActivities(res.sessions, res.phase_settings, res.fetcher)
     enrichment = EnrichmentActivities(res.sessions, res.places, res.phase_settings)
-    verification = VerificationActivities(res.sessions, res.phase_settings)
+    verification = VerificationActivities(res.sessions, res.phase_settings, settings.discovery)
     rollout_worker = Worker(
         client,
         task_queue=ROLLOUT_TASK_QUEUE,

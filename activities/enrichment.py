@@ -27,7 +27,7 @@ from rollout.payloads import (
     EnrichTargetsRequest,
     PhaseResult,
 )
-from rollout.phase_settings import PhaseSettings, get_phase_settings
+from rollout.phase_settings import PhaseSettings
 from rollout.phases.enrichment.details import (
     TargetOutcome,
     count_fresh,
@@ -56,13 +56,13 @@ class EnrichmentActivities:
         self,
         sessions: async_sessionmaker[AsyncSession],
         places: PlacesClient,
-        settings: PhaseSettings | None = None,
+        settings: PhaseSettings,
     ) -> None:
         """`places` is the process's shared client; `places_enrich` is paced by its task
         queue's rate limit, like every Places request."""
         self.sessions = sessions
         self.places = places
-        self.settings = settings or get_phase_settings()
+        self.settings = settings
         # Fail at worker start, not mid-rollout, on a mask the API would refuse.
         self.sku = sku_for(Endpoint.GET_PLACE, self.settings.enrichment_field_mask)
 

@@ -8,7 +8,7 @@ from temporalio import activity
 from activities.heartbeat import Heartbeater
 from rollout.db.records import mark_phase, record_phase_counts
 from rollout.payloads import PhaseInput, PhaseResult
-from rollout.phase_settings import PhaseSettings, get_phase_settings
+from rollout.phase_settings import PhaseSettings
 from rollout.phases.news_sources.setup import NewsProgress, news_counts, setup_news_sources
 from rollout.phases.resume import resume_point
 from rollout.phases.website_scan.fetcher import WebFetcher
@@ -22,11 +22,11 @@ class NewsSourceActivities:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        settings: PhaseSettings | None = None,
+        settings: PhaseSettings,
         fetcher: WebFetcher | None = None,
     ) -> None:
         self.sessions = sessions
-        self.settings = settings or get_phase_settings()
+        self.settings = settings
         self.fetcher = fetcher or WebFetcher(self.settings)
 
     async def aclose(self) -> None:

@@ -9,7 +9,7 @@ from temporalio import activity
 from activities.heartbeat import Heartbeater
 from rollout.db.records import mark_phase
 from rollout.payloads import PhaseInput, PhaseResult
-from rollout.phase_settings import PhaseSettings, get_phase_settings
+from rollout.phase_settings import PhaseSettings
 from rollout.phases.seeding.outbox import (
     DeliveryCounts,
     WebhookDelivery,
@@ -24,7 +24,7 @@ class SeedingActivities:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        settings: PhaseSettings | None = None,
+        settings: PhaseSettings,
         http: httpx.AsyncClient | None = None,
         *,
         backoff_s: float = 1.0,
@@ -33,7 +33,7 @@ class SeedingActivities:
         operator's configuration, not data from the web, so they are not SSRF-guarded:
         platforms may well live on a private network."""
         self.sessions = sessions
-        self.settings = settings or get_phase_settings()
+        self.settings = settings
         self.http = http or httpx.AsyncClient(
             timeout=self.settings.platform_webhook_timeout_s,
             follow_redirects=False,

@@ -14,7 +14,8 @@ from rollout.contract import ErrorType
 from rollout.db.models import CommunityRollout
 from rollout.db.records import mark_phase
 from rollout.payloads import PhaseInput, PhaseResult
-from rollout.phase_settings import PhaseSettings, get_phase_settings
+from rollout.phase_settings import PhaseSettings
+from rollout.phases.discovery.planning import DiscoverySettings
 from rollout.phases.verification.report import build_report, expected_categories, load_facts
 from rollout.status import Phase, PhaseStatus
 
@@ -25,11 +26,14 @@ class VerificationActivities:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        settings: PhaseSettings | None = None,
+        settings: PhaseSettings,
+        discovery: DiscoverySettings | None = None,
     ) -> None:
+        """`discovery` gives the categories phase 1 searches (the expected ones unless
+        VERIFY_EXPECTED_CATEGORIES says otherwise); None: phase 1's default lists."""
         self.sessions = sessions
-        self.settings = settings or get_phase_settings()
-        self.categories = expected_categories(self.settings)
+        self.settings = settings
+        self.categories = expected_categories(settings, discovery)
 
     @activity.defn(name="phase5_verify")
     async def verify(self, inp: PhaseInput) -> PhaseResult:

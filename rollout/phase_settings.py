@@ -1,7 +1,7 @@
 """Settings of phases 2-6 (website scan, news sources, enrichment, verification, seeding).
 
-Kept apart from rollout/settings.py so the phases can land on their own; the two classes read
-the same environment and `.env` file and can be merged later without renaming a variable.
+A section of rollout.settings.Settings (`settings.phases`); it reads the same environment and
+`.env` file as the rest, and can be built on its own where a test needs only it.
 
 Lists accept either JSON (`["a","b"]`) or a comma-separated string (`a,b`); the webhook URL
 map accepts JSON (`{"crm": "https://..."}`) or `platform=url` pairs separated by commas.
@@ -10,7 +10,6 @@ map accepts JSON (`{"crm": "https://..."}`) or `platform=url` pairs separated by
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -166,8 +165,3 @@ class PhaseSettings(BaseSettings):
         if self.platform_webhook_urls and not self.platform_webhook_secret.get_secret_value():
             raise ValueError("PLATFORM_WEBHOOK_SECRET is required when webhook URLs are set")
         return self
-
-
-@lru_cache(maxsize=1)
-def get_phase_settings() -> PhaseSettings:
-    return PhaseSettings()

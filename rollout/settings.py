@@ -1,6 +1,11 @@
 """Runtime settings, read from the environment and an optional `.env` file.
 
-Names follow the contract in ARCHITECTURE.md section 2 (TEMPORAL_ADDRESS, DATABASE_URL, ...).
+One `Settings` object, with a section per concern: the top level holds the contract's
+connection settings (TEMPORAL_ADDRESS, DATABASE_URL, PLACES_*, ...) and the embedded stack's
+ports; `settings.discovery` holds phase 1's (DISCOVERY_*, rollout/phases/discovery/
+planning.py) and `settings.phases` those of phases 2-6 (SCAN_*, NEWS_*, ENRICHMENT_*,
+VERIFY_*, PLATFORM_WEBHOOK_*, rollout/phase_settings.py). The sections read the same
+environment and `.env` as the top level; every variable keeps its flat name.
 The Places API key is a `SecretStr`: its repr and str are masked, so it cannot leak through
 logging a settings object or an exception that carries one.
 """
@@ -13,6 +18,9 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rollout.phase_settings import PhaseSettings
+from rollout.phases.discovery.planning import DiscoverySettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +69,10 @@ class Settings(BaseSettings):
     # Prometheus endpoint of the worker (SDK metrics and the project's own); 0 turns it off.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_bind: str = "127.0.0.1"
+
+    # Sections (built from the same environment; not settable as one variable each).
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings, exclude=True)
+    phases: PhaseSettings = Field(default_factory=PhaseSettings, exclude=True)
 
     @field_validator("database_url")
     @classmethod

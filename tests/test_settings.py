@@ -56,3 +56,19 @@ def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLACES_QPM", "0")
     with pytest.raises(ValueError, match="places_qpm"):
         Settings()
+
+
+def test_sections_read_the_same_flat_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        'DISCOVERY_DENSE_CATEGORIES=["bakery"]\nSCAN_MAX_CONCURRENCY=5\n'
+    )
+    monkeypatch.setenv("VERIFY_MIN_BUSINESSES", "3")
+    settings = Settings()
+    assert settings.discovery.dense_categories == ["bakery"]
+    assert settings.phases.scan_max_concurrency == 5
+    assert settings.phases.verify_min_businesses == 3
+    # A bad value in a section is refused when the settings are read, naming it.
+    monkeypatch.setenv("DISCOVERY_DENSE_CATEGORIES", '["not_a_place_type"]')
+    with pytest.raises(ValueError, match="not_a_place_type"):
+        Settings()

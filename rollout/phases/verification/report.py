@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rollout.db.community_scope import community_business_ids
 from rollout.db.models import Business, CommunityRegion, Region, WebsiteScan
 from rollout.phase_settings import PhaseSettings
-from rollout.phases.discovery.planning import DiscoverySettings
+from rollout.phases.discovery.planning import DEFAULT_DENSE, DEFAULT_SPARSE, DiscoverySettings
 from rollout.phases.website_scan.errors import UNREACHABLE_STATUSES, ScanStatus
 
 REPORT_VERSION = 1
@@ -377,8 +377,11 @@ async def load_facts(
     return facts, region_facts
 
 
-def expected_categories(settings: PhaseSettings) -> list[str]:
+def expected_categories(settings: PhaseSettings, discovery: DiscoverySettings | None) -> list[str]:
+    """VERIFY_EXPECTED_CATEGORIES, or else the categories phase 1 searches (its default
+    lists when `discovery` is None)."""
     if settings.verify_expected_categories:
         return list(settings.verify_expected_categories)
-    discovery = DiscoverySettings()
+    if discovery is None:
+        return list(dict.fromkeys([*DEFAULT_DENSE, *DEFAULT_SPARSE]))
     return list(dict.fromkeys([*discovery.dense_categories, *discovery.sparse_categories]))
