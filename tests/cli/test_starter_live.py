@@ -17,6 +17,7 @@ from tests.support.rollout_harness import (
     emulator,  # noqa: F401 - fixture
     rollout_env,  # noqa: F401 - fixture
 )
+from workflows.state_rollout import CANCEL_GRACE
 
 
 async def starter(env: RolloutEnv, *args: str) -> subprocess.CompletedProcess[str]:
@@ -91,7 +92,9 @@ async def test_operator_errors_and_watch_through_a_live_rollout(rollout_env: Rol
             "DE", lambda d: d.rollout.status is RolloutStatus.IN_PROGRESS, what="resume"
         )
         await succeeds(env, "cancel", "DE")
-        stdout, stderr = await asyncio.to_thread(watch.communicate, timeout=90)
+        # A cancelled rollout may wait its children's whole grace period before it ends.
+        deadline = CANCEL_GRACE.total_seconds() + 90
+        stdout, stderr = await asyncio.to_thread(watch.communicate, timeout=deadline)
     finally:
         if watch.poll() is None:
             watch.kill()
