@@ -35,20 +35,22 @@ from rollout.db.models import (
 from rollout.db.usage import log_api_usage
 from rollout.payloads import PhaseInput, PhaseResult
 from rollout.phases.discovery.cover import ProbedSearch, plan_cover
-from rollout.phases.discovery.planning import (
-    DETAILS_MASK,
-    PROBE_MASK,
-    SEARCH_MASK,
+from rollout.phases.discovery.payloads import (
     Box,
     BuyRequest,
     DiscoveryPlan,
-    DiscoverySettings,
     PageOutcome,
     PageRequest,
     PurchaseList,
     PurchaseListRequest,
     SearchKind,
     SearchTask,
+)
+from rollout.phases.discovery.planning import (
+    DETAILS_MASK,
+    PROBE_MASK,
+    SEARCH_MASK,
+    DiscoverySettings,
     bounding_box,
     plan,
 )

@@ -19,14 +19,7 @@ from activities import metrics
 from activities.places_errors import to_temporal_error
 from rollout.contract import ErrorType
 from rollout.db.records import mark_phase
-from rollout.payloads import (
-    EnrichmentFinish,
-    EnrichOutcome,
-    EnrichRequest,
-    EnrichTargets,
-    EnrichTargetsRequest,
-    PhaseResult,
-)
+from rollout.payloads import PhaseResult
 from rollout.phase_settings import PhaseSettings
 from rollout.phases.enrichment.details import (
     TargetOutcome,
@@ -35,6 +28,13 @@ from rollout.phases.enrichment.details import (
     phase_cost,
     stale_target,
     target_page,
+)
+from rollout.phases.enrichment.payloads import (
+    EnrichmentFinish,
+    EnrichOutcome,
+    EnrichRequest,
+    EnrichTargets,
+    EnrichTargetsRequest,
 )
 from rollout.places.client import PlacesClient
 from rollout.places.errors import PlacesError

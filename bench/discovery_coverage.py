@@ -62,29 +62,26 @@ from rich.table import Table
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from placesim.process import PlacesimServer  # noqa: E402
-from rollout.communities import CommunityRecord, load_communities, region_radius_m  # noqa: E402
-from rollout.phases.discovery.cover import ProbedSearch, plan_cover  # noqa: E402
-from rollout.phases.discovery.planning import (  # noqa: E402
+from placesim.process import PlacesimServer
+from rollout.communities import CommunityRecord, load_communities, region_radius_m
+from rollout.phases.discovery.cover import ProbedSearch, plan_cover
+from rollout.phases.discovery.payloads import Box, DiscoveryStrategy, SearchKind, SearchTask
+from rollout.phases.discovery.planning import (
     DETAILS_MASK,
     PAGE_SIZE,
     PROBE_MASK,
     SEARCH_MASK,
     TEXT_SEARCH_CAP,
-    Box,
     DiscoverySettings,
-    DiscoveryStrategy,
-    SearchKind,
-    SearchTask,
     bounding_box,
     explore_follow_ups,
     follow_ups,
     plan,
 )
-from rollout.places.client import PlacesClient  # noqa: E402
-from rollout.places.models import Circle, LatLng, Rectangle, SearchPage  # noqa: E402
-from rollout.places.pricing import Endpoint, request_cost, sku_for  # noqa: E402
-from rollout.settings import EMULATOR_API_KEY  # noqa: E402
+from rollout.places.client import PlacesClient
+from rollout.places.models import Circle, LatLng, Rectangle, SearchPage
+from rollout.places.pricing import Endpoint, request_cost, sku_for
+from rollout.settings import EMULATOR_API_KEY
 
 # A ~5k town, a ~100k city, one of the largest (dense) cities in us_communities.csv.
 DEFAULT_COMMUNITIES = (4055045, 4926563, 4699066)  # Childersburg AL, South Bend IN, Houston TX

@@ -36,13 +36,13 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
 
-from discovery_coverage import billing, run_cover  # noqa: E402
+from discovery_coverage import billing, run_cover
 
-from placesim.process import PlacesimServer  # noqa: E402
-from rollout.communities import CommunityRecord, largest, load_communities  # noqa: E402
-from rollout.phases.discovery.planning import DiscoverySettings  # noqa: E402
-from rollout.places.client import PlacesClient  # noqa: E402
-from rollout.settings import EMULATOR_API_KEY  # noqa: E402
+from placesim.process import PlacesimServer
+from rollout.communities import CommunityRecord, largest, load_communities
+from rollout.phases.discovery.planning import DiscoverySettings
+from rollout.places.client import PlacesClient
+from rollout.settings import EMULATOR_API_KEY
 
 
 def distance_km(a: CommunityRecord, b: CommunityRecord) -> float:

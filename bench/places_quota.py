@@ -54,20 +54,20 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from devstack.embedded import EmbeddedStack, StackConfig, free_port  # noqa: E402
-from devstack.services import (  # noqa: E402
+from devstack.embedded import EmbeddedStack, StackConfig, free_port
+from devstack.services import (
     DEMO_DISCOVERY,
     start_emulator,
     start_worker,
     worker_environment,
 )
-from rollout.communities import seed_from_data_file  # noqa: E402
-from rollout.contract import PLACES_TASK_QUEUE, state_workflow_id  # noqa: E402
-from rollout.db.migrate import upgrade  # noqa: E402
-from rollout.payloads import StateRolloutInput  # noqa: E402
-from rollout.settings import Settings  # noqa: E402
-from worker import places_rate  # noqa: E402
-from workflows.state_rollout import StateRolloutWorkflow  # noqa: E402
+from rollout.communities import seed_from_data_file
+from rollout.contract import PLACES_TASK_QUEUE, state_workflow_id
+from rollout.db.migrate import upgrade
+from rollout.payloads import StateRolloutInput
+from rollout.settings import Settings
+from worker import places_rate
+from workflows.state_rollout import StateRolloutWorkflow
 
 # Every request of phase 1 goes through the rate-limited queue: searches, probes and the
 # cover strategy's Place Details purchases.

@@ -43,14 +43,14 @@ import httpx
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from devstack.embedded import free_port  # noqa: E402
-from placesim.process import PlacesimServer  # noqa: E402
-from rollout.communities import load_communities  # noqa: E402
-from rollout.phase_settings import PhaseSettings  # noqa: E402
-from rollout.phases.website_scan.errors import ScanStatus  # noqa: E402
-from rollout.phases.website_scan.fetcher import WebFetcher  # noqa: E402
-from rollout.phases.website_scan.limits import LimiterStats  # noqa: E402
-from rollout.phases.website_scan.scanner import ScanOutcome, scan_site  # noqa: E402
+from devstack.embedded import free_port
+from placesim.process import PlacesimServer
+from rollout.communities import load_communities
+from rollout.phase_settings import PhaseSettings
+from rollout.phases.website_scan.errors import ScanStatus
+from rollout.phases.website_scan.fetcher import WebFetcher
+from rollout.phases.website_scan.limits import LimiterStats
+from rollout.phases.website_scan.scanner import ScanOutcome, scan_site
 
 STATS_PATH = "/__proxy_stats"
 

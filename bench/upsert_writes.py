@@ -47,16 +47,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from devstack.embedded import EmbeddedPostgres, StackConfig  # noqa: E402
-from rollout.communities import seed_from_data_file  # noqa: E402
-from rollout.db.businesses import _REFRESHED as REFRESHED  # noqa: E402
-from rollout.db.businesses import _row as place_row  # noqa: E402
-from rollout.db.businesses import primary_region, upsert_places  # noqa: E402
-from rollout.db.migrate import upgrade  # noqa: E402
-from rollout.db.models import Business, BusinessRegion, Community  # noqa: E402
-from rollout.db.session import create_engine, session_factory  # noqa: E402
-from rollout.places.models import BusinessStatus, LatLng, Place  # noqa: E402
-from rollout.settings import embedded_database_url  # noqa: E402
+from devstack.embedded import EmbeddedPostgres, StackConfig
+from rollout.communities import seed_from_data_file
+from rollout.db.businesses import _REFRESHED as REFRESHED
+from rollout.db.businesses import _row as place_row
+from rollout.db.businesses import primary_region, upsert_places
+from rollout.db.migrate import upgrade
+from rollout.db.models import Business, BusinessRegion, Community
+from rollout.db.session import create_engine, session_factory
+from rollout.places.models import BusinessStatus, LatLng, Place
+from rollout.settings import embedded_database_url
 
 ACTIVITY_PAGE = 20  # places per Text Search page, and per activity transaction
 TYPES = (

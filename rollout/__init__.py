@@ -1,4 +1,5 @@
-"""Core library of the statewide rollout: settings, database, communities, embedded stack.
+"""Core library of the statewide rollout: contract names, payloads, settings, the
+database, the Places client, and each phase's logic under rollout/phases/.
 
 Nothing in this package imports Temporal; workflows and activities build on it.
 """

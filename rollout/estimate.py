@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from rollout.communities import CommunityRecord
+from rollout.phases.discovery.payloads import DiscoveryStrategy
 from rollout.phases.discovery.planning import (
     DETAILS_MASK,
     PROBE_MASK,
     SEARCH_MASK,
     TEXT_SEARCH_CAP,
     DiscoverySettings,
-    DiscoveryStrategy,
 )
 from rollout.places.pricing import Endpoint, free_monthly_cap, request_cost, sku_for
 

@@ -8,7 +8,8 @@ from decimal import Decimal
 
 from rollout.communities import CommunityRecord, load_communities
 from rollout.estimate import estimate
-from rollout.phases.discovery.planning import DiscoverySettings, DiscoveryStrategy
+from rollout.phases.discovery.payloads import DiscoveryStrategy
+from rollout.phases.discovery.planning import DiscoverySettings
 from rollout.places.pricing import request_cost
 from tests.conftest import PROJECT_ROOT
 

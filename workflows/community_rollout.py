@@ -46,12 +46,12 @@ with workflow.unsafe.imports_passed_through():
         CommunityMark,
         CommunityResult,
         CommunityRolloutInput,
-        EnrichmentInput,
         PhaseInput,
         PhaseMark,
         PhaseResult,
     )
-    from rollout.phases.discovery.planning import DiscoveryInput
+    from rollout.phases.discovery.payloads import DiscoveryInput
+    from rollout.phases.enrichment.payloads import EnrichmentInput
     from rollout.status import CommunityStatus, Phase, PhaseStatus
 
 # The phases that are one activity each (1 and 4 are child workflows of single requests).

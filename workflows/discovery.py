@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.discovery import DiscoveryActivities
     from rollout.contract import Query, WorkflowType
     from rollout.payloads import PhaseResult
-    from rollout.phases.discovery.planning import (
+    from rollout.phases.discovery.payloads import (
         BuyRequest,
         DiscoveryCarry,
         DiscoveryInput,
@@ -37,9 +37,8 @@ with workflow.unsafe.imports_passed_through():
         PurchaseListRequest,
         SearchKind,
         SearchTask,
-        explore_follow_ups,
-        follow_ups,
     )
+    from rollout.phases.discovery.planning import explore_follow_ups, follow_ups
 
 
 @workflow.defn(name=WorkflowType.COMMUNITY_DISCOVERY)

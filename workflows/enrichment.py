@@ -19,13 +19,13 @@ from workflows.common import places_request, record, run_pool, should_continue_a
 with workflow.unsafe.imports_passed_through():
     from activities.enrichment import EnrichmentActivities
     from rollout.contract import Query, WorkflowType
-    from rollout.payloads import (
+    from rollout.payloads import PhaseResult
+    from rollout.phases.enrichment.payloads import (
         EnrichmentCarry,
         EnrichmentFinish,
         EnrichmentInput,
         EnrichRequest,
         EnrichTargetsRequest,
-        PhaseResult,
     )
 
 

@@ -24,15 +24,10 @@ from temporalio.worker import Replayer
 
 from devstack.embedded import temporal_cli as temporal_binary
 from rollout.contract import state_workflow_id
-from rollout.payloads import (
-    BatchSizeInput,
-    EnrichmentInput,
-    PauseInput,
-    PhaseInput,
-    PhaseResult,
-    ResumeInput,
-)
-from rollout.phases.discovery.planning import Box, DiscoveryInput, bounding_box
+from rollout.payloads import BatchSizeInput, PauseInput, PhaseInput, PhaseResult, ResumeInput
+from rollout.phases.discovery.payloads import Box, DiscoveryInput
+from rollout.phases.discovery.planning import bounding_box
+from rollout.phases.enrichment.payloads import EnrichmentInput
 from rollout.status import RolloutStatus
 from tests.conftest import PROJECT_ROOT
 from tests.support.rollout_harness import (

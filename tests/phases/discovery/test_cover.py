@@ -7,14 +7,8 @@ import random
 from decimal import Decimal
 
 from rollout.phases.discovery.cover import ProbedSearch, Purchase, plan_cover
-from rollout.phases.discovery.planning import (
-    DETAILS_MASK,
-    SEARCH_MASK,
-    DiscoverySettings,
-    DiscoveryStrategy,
-    SearchKind,
-    plan,
-)
+from rollout.phases.discovery.payloads import DiscoveryStrategy, SearchKind
+from rollout.phases.discovery.planning import DETAILS_MASK, SEARCH_MASK, DiscoverySettings, plan
 from rollout.places.pricing import Endpoint, request_cost, sku_for
 
 PAGE = request_cost(sku_for(Endpoint.SEARCH_TEXT, SEARCH_MASK))

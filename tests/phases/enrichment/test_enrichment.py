@@ -24,14 +24,9 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.enrichment import EnrichmentActivities
 from rollout.db.models import Business, CommunityRolloutPhase, RolloutApiUsage
-from rollout.payloads import (
-    EnrichmentFinish,
-    EnrichRequest,
-    EnrichTargetsRequest,
-    PhaseInput,
-    PhaseResult,
-)
+from rollout.payloads import PhaseInput, PhaseResult
 from rollout.phase_settings import PhaseSettings
+from rollout.phases.enrichment.payloads import EnrichmentFinish, EnrichRequest, EnrichTargetsRequest
 from rollout.places.client import PlacesClient
 from tests.support.phase_fixtures import Seeded, add_business, seed_rollout
 
