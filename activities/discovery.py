@@ -36,7 +36,6 @@ from rollout.db.usage import log_api_usage
 from rollout.payloads import PhaseInput, PhaseResult
 from rollout.phases.discovery.cover import ProbedSearch, plan_cover
 from rollout.phases.discovery.payloads import (
-    Box,
     BuyRequest,
     DiscoveryPlan,
     PageOutcome,
@@ -48,18 +47,18 @@ from rollout.phases.discovery.payloads import (
 )
 from rollout.phases.discovery.planning import (
     DETAILS_MASK,
-    PROBE_MASK,
     SEARCH_MASK,
     DiscoverySettings,
     bounding_box,
     plan,
 )
+from rollout.phases.discovery.requests import search_page
 from rollout.places.client import PlacesClient
 from rollout.places.errors import (
     NotFoundError,
     PlacesError,
 )
-from rollout.places.models import Circle, DetailsResult, LatLng, Place, Rectangle, SearchPage
+from rollout.places.models import DetailsResult, Place, SearchPage
 from rollout.places.pricing import Endpoint, request_cost, sku_for
 from rollout.status import Phase, PhaseStatus
 
@@ -110,7 +109,7 @@ class DiscoveryActivities:
     async def places_search_page(self, req: PageRequest) -> PageOutcome:
         endpoint = "searchNearby" if req.task.kind is SearchKind.NEARBY else "searchText"
         try:
-            page = await self._request(req.task, req.page_token)
+            page = await search_page(self.places, req.task, req.page_token)
         except PlacesError as error:
             metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
             raise to_temporal_error(error) from None
@@ -261,7 +260,7 @@ class DiscoveryActivities:
                 assert line.place_id is not None
                 billed = await self.places.get_place(line.place_id, DETAILS_MASK)
             else:
-                billed = await self._request(task, req.page_token)
+                billed = await search_page(self.places, task, req.page_token)
         except PlacesError as error:
             if task is None and isinstance(error, NotFoundError):
                 # Gone since it was sighted (closed for good, or merged): nothing to buy.
@@ -373,31 +372,6 @@ class DiscoveryActivities:
                 session, places, community_id=community_id, region_id=region_id
             )
 
-    async def _request(self, task: SearchTask, page_token: str | None) -> SearchPage:
-        mask = PROBE_MASK if task.probe else SEARCH_MASK
-        if task.kind is SearchKind.NEARBY:
-            assert task.center_lat is not None
-            assert task.center_lng is not None
-            assert task.radius_m is not None
-            return await self.places.search_nearby(
-                mask.replace(",nextPageToken", ""),
-                location_restriction=Circle(
-                    center=LatLng(latitude=task.center_lat, longitude=task.center_lng),
-                    radius_m=task.radius_m,
-                ),
-                included_types=[task.included_type] if task.included_type else None,
-            )
-        assert task.box is not None
-        assert task.text_query is not None
-        return await self.places.search_text(
-            task.text_query,
-            mask,
-            included_type=task.included_type,
-            location_restriction=_rectangle(task.box),
-            page_token=page_token,
-            include_pure_service_area_businesses=task.service_area,
-        )
-
     @activity.defn(name="discovery_finish")
     async def discovery_finish(self, inp: PhaseInput) -> PhaseResult:
         """Count the community's unique businesses and complete phase 1, in one transaction."""
@@ -413,10 +387,3 @@ class DiscoveryActivities:
             cost = await records.community_cost(session, inp.community_rollout_id)
         metrics.businesses_discovered(total)
         return PhaseResult(phase=Phase.DISCOVERY, counts=counts, cost_usd=cost)
-
-
-def _rectangle(box: Box) -> Rectangle:
-    return Rectangle(
-        low=LatLng(latitude=box.south, longitude=box.west),
-        high=LatLng(latitude=box.north, longitude=box.east),
-    )

@@ -69,7 +69,6 @@ from rollout.phases.discovery.payloads import Box, DiscoveryStrategy, SearchKind
 from rollout.phases.discovery.planning import (
     DETAILS_MASK,
     PAGE_SIZE,
-    PROBE_MASK,
     SEARCH_MASK,
     TEXT_SEARCH_CAP,
     DiscoverySettings,
@@ -78,15 +77,15 @@ from rollout.phases.discovery.planning import (
     follow_ups,
     plan,
 )
+from rollout.phases.discovery.requests import search_page
 from rollout.places.client import PlacesClient
-from rollout.places.models import Circle, LatLng, Rectangle, SearchPage
+from rollout.places.models import SearchPage
 from rollout.places.pricing import Endpoint, request_cost, sku_for
 from rollout.settings import EMULATOR_API_KEY
 
 # A ~5k town, a ~100k city, one of the largest (dense) cities in us_communities.csv.
 DEFAULT_COMMUNITIES = (4055045, 4926563, 4699066)  # Childersburg AL, South Bend IN, Houston TX
 LARAVEL_MAX_PAGES = 3
-NEARBY_MASK = SEARCH_MASK.replace(",nextPageToken", "")  # as the activity sends it
 
 
 @dataclass
@@ -111,35 +110,6 @@ class Run:
     saturated_root_pages: int = 0
     missed: int = 0  # cover: probed ids that no paid request returned (nor were known)
     sighted: set[str] = field(default_factory=set)  # cover: ids the free probes saw
-
-
-async def request(places: PlacesClient, task: SearchTask, token: str | None) -> SearchPage:
-    """The request of activities.discovery.DiscoveryActivities._request, same masks."""
-    if task.kind is SearchKind.NEARBY:
-        assert task.center_lat is not None
-        assert task.center_lng is not None
-        assert task.radius_m is not None
-        return await places.search_nearby(
-            NEARBY_MASK if not task.probe else PROBE_MASK.replace(",nextPageToken", ""),
-            location_restriction=Circle(
-                center=LatLng(latitude=task.center_lat, longitude=task.center_lng),
-                radius_m=task.radius_m,
-            ),
-            included_types=[task.included_type] if task.included_type else None,
-        )
-    assert task.box is not None
-    assert task.text_query is not None
-    return await places.search_text(
-        task.text_query,
-        PROBE_MASK if task.probe else SEARCH_MASK,
-        included_type=task.included_type,
-        location_restriction=Rectangle(
-            low=LatLng(latitude=task.box.south, longitude=task.box.west),
-            high=LatLng(latitude=task.box.north, longitude=task.box.east),
-        ),
-        page_token=token,
-        include_pure_service_area_businesses=task.service_area,
-    )
 
 
 def group(task: SearchTask) -> str:
@@ -172,7 +142,7 @@ async def run_laravel(
     async def search(task: SearchTask) -> None:
         token: str | None = None
         for _ in range(LARAVEL_MAX_PAGES):
-            page = await request(places, task, token)
+            page = await search_page(places, task, token)
             account(run, task, page)
             if task.kind is SearchKind.NEARBY or not page.next_page_token:
                 return
@@ -206,7 +176,7 @@ async def run_stream(
         paid_pages = 0
         token: str | None = None
         while True:
-            page = await request(places, task, token)
+            page = await search_page(places, task, token)
             account(run, task, page)
             total += page.result_count
             paid_pages += 0 if task.probe else 1
@@ -267,7 +237,7 @@ async def run_cover(
         pages: list[list[str]] = []
         token: str | None = None
         while True:
-            page = await request(places, task, token)
+            page = await search_page(places, task, token)
             account(run, task, page)
             pages.append([p.id for p in page.places])
             if not page.next_page_token:
@@ -298,7 +268,7 @@ async def run_cover(
             task = probed[purchase.key][0].model_copy(update={"probe": False})
             token: str | None = None
             for _ in range(purchase.pages):
-                page = await request(places, task, token)
+                page = await search_page(places, task, token)
                 account(run, task, page)
                 if not page.next_page_token:
                     break
