@@ -17,7 +17,8 @@ from rollout.status import CommunityStatus, PhaseStatus, RolloutStatus
 
 MIN_BATCH_SIZE = 1
 MAX_BATCH_SIZE = 200
-# Cost assumed per community before any has completed (the Laravel design's projection).
+# Cost assumed per community before any has completed (the estimate and budget checks use
+# the completed communities' average from then on).
 DEFAULT_COMMUNITY_COST = Decimal("34.00")
 
 
@@ -32,8 +33,8 @@ class Payload(BaseModel):
 
 
 class RetrySpec(Payload):
-    """Retry policy of phase activities. The default is the Laravel job's intent: 3 attempts,
-    waiting 60 s then 300 s (900 s is the ceiling); tests pass shorter intervals."""
+    """Retry policy of phase activities. The default: 3 attempts, waiting 60 s then 300 s
+    (900 s is the ceiling); tests pass shorter intervals."""
 
     initial_s: float = 60.0
     backoff: float = 5.0

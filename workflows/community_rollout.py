@@ -1,11 +1,11 @@
 """CommunityRolloutWorkflow: one community through the six phases, in order.
 
-Each phase is retried by its retry policy (the Laravel job's intent: 3 attempts, 60 s then
-300 s apart). A phase that still fails marks the community failed with the phase and the
-error; the state rollout goes on. A rollout-wide problem (invalid key, API disabled, daily
-quota gone) does not fail the community: it is reported as paused with the reason, and the
-parent pauses the whole rollout. The result always reaches the parent by signal, so the
-parent may have continued-as-new meanwhile.
+Each phase is retried by its retry policy (by default 3 attempts, 60 s then 300 s apart). A
+phase that still fails marks the community failed with the phase and the error; the state
+rollout goes on. A rollout-wide problem (invalid key, API disabled, daily quota gone) does
+not fail the community: it is reported as paused with the reason, and the parent pauses the
+whole rollout. The result always reaches the parent by signal, so the parent may have
+continued-as-new meanwhile.
 """
 
 from __future__ import annotations
