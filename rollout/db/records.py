@@ -225,6 +225,38 @@ async def set_rollout_status(
         )
 
 
+async def community_totals(session: AsyncSession, rollout_id: int) -> Totals:
+    """A rollout's totals, counted from its community rows."""
+    cr = CommunityRollout
+    completed, failed, cancelled, businesses, news, cost, completed_cost = (
+        await session.execute(
+            select(
+                func.count().filter(cr.status == CommunityStatus.COMPLETED.value),
+                func.count().filter(cr.status == CommunityStatus.FAILED.value),
+                func.count().filter(cr.status == CommunityStatus.CANCELLED.value),
+                func.coalesce(func.sum(cr.businesses_discovered), 0),
+                func.coalesce(func.sum(cr.news_sources_created), 0),
+                func.coalesce(func.sum(cr.api_cost_estimate), 0),
+                func.coalesce(
+                    func.sum(cr.api_cost_estimate).filter(
+                        cr.status == CommunityStatus.COMPLETED.value
+                    ),
+                    0,
+                ),
+            ).where(cr.state_rollout_id == rollout_id)
+        )
+    ).one()
+    return Totals(
+        completed=completed,
+        failed=failed,
+        cancelled=cancelled,
+        businesses=int(businesses),
+        news_sources=int(news),
+        cost_usd=Decimal(cost),
+        completed_cost_usd=Decimal(completed_cost),
+    )
+
+
 async def finalize_rollout(
     session: AsyncSession, rollout_id: int, status: RolloutStatus
 ) -> RolloutSummary:
@@ -241,32 +273,19 @@ async def finalize_rollout(
             )
             .values(status=CommunityStatus.CANCELLED.value, updated_at=func.now())
         )
-    cr = CommunityRollout
-    totals = (
-        await session.execute(
-            select(
-                func.count().filter(cr.status == CommunityStatus.COMPLETED.value),
-                func.count().filter(cr.status == CommunityStatus.FAILED.value),
-                func.count().filter(cr.status == CommunityStatus.CANCELLED.value),
-                func.coalesce(func.sum(cr.businesses_discovered), 0),
-                func.coalesce(func.sum(cr.news_sources_created), 0),
-                func.coalesce(func.sum(cr.api_cost_estimate), 0),
-            ).where(cr.state_rollout_id == rollout_id)
-        )
-    ).one()
-    completed, failed, cancelled, businesses, news, cost = totals
+    totals = await community_totals(session, rollout_id)
     await session.execute(
         update(StateRollout)
         .where(StateRollout.id == rollout_id)
         .values(
             status=status.value,
             completed_at=func.coalesce(StateRollout.completed_at, func.now()),
-            completed_communities=completed,
-            failed_communities=failed,
-            cancelled_communities=cancelled,
-            total_businesses=businesses,
-            total_news_sources=news,
-            total_cost=cost,
+            completed_communities=totals.completed,
+            failed_communities=totals.failed,
+            cancelled_communities=totals.cancelled,
+            total_businesses=totals.businesses,
+            total_news_sources=totals.news_sources,
+            total_cost=totals.cost_usd,
             paused_reason=None,
             updated_at=func.now(),
         )
@@ -274,12 +293,12 @@ async def finalize_rollout(
     return RolloutSummary(
         rollout_id=rollout_id,
         status=status,
-        completed=completed,
-        failed=failed,
-        cancelled=cancelled,
-        businesses=businesses,
-        news_sources=news,
-        cost_usd=Decimal(cost),
+        completed=totals.completed,
+        failed=totals.failed,
+        cancelled=totals.cancelled,
+        businesses=totals.businesses,
+        news_sources=totals.news_sources,
+        cost_usd=totals.cost_usd,
     )
 
 
@@ -491,25 +510,8 @@ async def progress_from_db(session: AsyncSession, state_code: str) -> ProgressDo
     rollout = await latest_rollout(session, state_code)
     if rollout is None:
         return None
+    totals = await community_totals(session, rollout.id)
     cr = CommunityRollout
-    completed, failed, cancelled, businesses, news, cost, completed_cost = (
-        await session.execute(
-            select(
-                func.count().filter(cr.status == CommunityStatus.COMPLETED.value),
-                func.count().filter(cr.status == CommunityStatus.FAILED.value),
-                func.count().filter(cr.status == CommunityStatus.CANCELLED.value),
-                func.coalesce(func.sum(cr.businesses_discovered), 0),
-                func.coalesce(func.sum(cr.news_sources_created), 0),
-                func.coalesce(func.sum(cr.api_cost_estimate), 0),
-                func.coalesce(
-                    func.sum(cr.api_cost_estimate).filter(
-                        cr.status == CommunityStatus.COMPLETED.value
-                    ),
-                    0,
-                ),
-            ).where(cr.state_rollout_id == rollout.id)
-        )
-    ).one()
     in_flight_rows = (
         await session.execute(
             select(
@@ -521,15 +523,6 @@ async def progress_from_db(session: AsyncSession, state_code: str) -> ProgressDo
         )
     ).all()
     settings = RolloutSettings.model_validate(rollout.settings or {})
-    totals = Totals(
-        completed=completed,
-        failed=failed,
-        cancelled=cancelled,
-        businesses=int(businesses),
-        news_sources=int(news),
-        cost_usd=Decimal(cost),
-        completed_cost_usd=Decimal(completed_cost),
-    )
     facts = RolloutFacts(
         rollout_id=rollout.id,
         state_code=rollout.state_code,
