@@ -208,7 +208,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
 
         async def run_rollout() -> RolloutSummary:
             client = await control.connect(stack_settings)
-            handle = await control.start(
+            handle, _ = await control.start(  # a fresh database: nothing to reconcile
                 client, stack_settings, args.state, rollout, initiated_by="demo"
             )
             result = asyncio.ensure_future(handle.result())
@@ -325,14 +325,15 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> None:
 
     control.check_input(args.state, rollout, initiated_by=getpass.getuser())
 
-    async def go() -> str:
+    async def go() -> tuple[str, list[control.Reconciled]]:
         client = await control.connect(settings)
-        handle = await control.start(
+        handle, closed = await control.start(
             client, settings, args.state, rollout, initiated_by=getpass.getuser()
         )
-        return handle.id
+        return handle.id, closed
 
-    workflow_id = asyncio.run(go())
+    workflow_id, closed = asyncio.run(go())
+    print_reconciled(closed)
     console.print(f"started {workflow_id} ({STATE_NAMES[args.state]})")
     console.print(f"  watch:   python starter.py progress {args.state} --watch")
     console.print(f"  pause:   python starter.py pause {args.state} --reason TEXT")
@@ -340,6 +341,27 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> None:
         f"  temporal workflow query -w {workflow_id} --name progress   "
         f"(Web UI: search RolloutStateCode='{args.state}')"
     )
+
+
+def print_reconciled(closed: list[control.Reconciled]) -> None:
+    for item in closed:
+        console.print(
+            f"closed rollout #{item.rollout_id} of {item.state_code}: {item.was} -> "
+            f"{item.now.value} ({item.reason})",
+            soft_wrap=True,
+        )
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> None:
+    async def go() -> list[control.Reconciled]:
+        client = await control.connect(settings)
+        return await control.reconcile(client, settings, args.state)
+
+    closed = asyncio.run(go())
+    print_reconciled(closed)
+    if not closed:
+        where = args.state or "any state"
+        console.print(f"nothing to reconcile: every active rollout of {where} is running")
 
 
 def cmd_pause(args: argparse.Namespace, settings: Settings) -> None:
@@ -524,6 +546,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("state", type=_state_arg)
     p.add_argument("--skip-enrichment", action="store_true")
     p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser(
+        "reconcile",
+        help="close rollouts whose workflow is gone (terminated, reset, lost) so they can restart",
+    )
+    p.add_argument("state", nargs="?", type=_state_arg, help="only this state (default: all)")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("list", help="list state rollouts")
     p.add_argument("--json", action="store_true")

@@ -107,15 +107,17 @@ async def start(
     rollout: RolloutSettings,
     *,
     initiated_by: str,
-) -> WorkflowHandle[StateRolloutWorkflow, RolloutSummary]:
+) -> tuple[WorkflowHandle[StateRolloutWorkflow, RolloutSummary], list[Reconciled]]:
+    """Start a rollout, first closing the state's rollout row its workflow left active."""
     inp = check_input(state, rollout, initiated_by=initiated_by)
+    closed = await reconcile(client, settings, state)
     problems = await _db_check_problems(settings, state, rollout.priority_communities)
     if problems:
         raise ControlError("; ".join(problems))
     workflow_id = state_workflow_id(state)
     budget = f", budget ${rollout.budget_usd}" if rollout.budget_usd else ""
     try:
-        return await client.start_workflow(
+        handle = await client.start_workflow(
             StateRolloutWorkflow.run,
             inp,
             id=workflow_id,
@@ -144,6 +146,70 @@ async def start(
             f"{state} already has a running rollout ({workflow_id}); "
             f"pause, resume or cancel it, or watch it with `progress {state}`"
         ) from None
+    return handle, closed
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """A rollout row closed because its workflow is no longer running it."""
+
+    state_code: str
+    rollout_id: int
+    was: str
+    now: RolloutStatus
+    reason: str
+
+
+async def orphan_reason(
+    client: Client, workflow_id: str, first_run_id: str | None
+) -> tuple[RolloutStatus, str] | None:
+    """Why a rollout row's workflow no longer runs it, and the status to close it with;
+    None while its workflow (the run chain that started with `first_run_id`) still runs."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return RolloutStatus.FAILED, "its workflow no longer exists (Temporal lost or deleted it)"
+    info = description.raw_description.workflow_execution_info
+    same_chain = first_run_id is None or info.first_run_id == first_run_id
+    status = description.status
+    if status == WorkflowExecutionStatus.RUNNING:
+        if same_chain:
+            return None
+        return RolloutStatus.FAILED, f"its workflow ended; {workflow_id} now runs a newer one"
+    if not same_chain:
+        return RolloutStatus.FAILED, f"its workflow ended ({workflow_id} ran again since)"
+    if status == WorkflowExecutionStatus.CANCELED:
+        return RolloutStatus.CANCELLED, "its workflow was cancelled outside the starter"
+    if status == WorkflowExecutionStatus.TERMINATED:
+        return RolloutStatus.CANCELLED, "its workflow was terminated"
+    return RolloutStatus.FAILED, f"its workflow {_word(status)} without closing the rollout"
+
+
+async def reconcile(client: Client, settings: Settings, state: str | None) -> list[Reconciled]:
+    """Close every active rollout row (of `state`, or of all states) whose workflow no
+    longer runs it, so `start`, `pause` and `progress` agree again without any SQL."""
+    engine = create_engine(settings.database_url, pool_size=1)
+    changed: list[Reconciled] = []
+    try:
+        async with AsyncSession(engine) as session:
+            rows = await records.active_rollouts(session, state)
+        for row in rows:
+            found = await orphan_reason(client, row.workflow_id, row.workflow_run_id)
+            if found is None:
+                continue
+            status, reason = found
+            async with AsyncSession(engine) as session, session.begin():
+                await records.close_orphaned_rollout(session, row.id, status, reason)
+            changed.append(Reconciled(row.state_code, row.id, row.status, status, reason))
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise ControlError(str(unavailable(settings.database_url, exc))) from None
+        raise
+    finally:
+        await engine.dispose()
+    return changed
 
 
 async def running_handle(

@@ -220,6 +220,8 @@ class StateRollout(TimestampMixin, Base):
     budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     settings: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    # Set when the rollout was closed outside its workflow (`starter.py reconcile`): why.
+    closed_reason: Mapped[str | None] = mapped_column(Text)
     initiated_by: Mapped[str] = mapped_column(String(255), server_default="system")
     started_at: Mapped[dt.datetime | None]
     completed_at: Mapped[dt.datetime | None]

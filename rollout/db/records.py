@@ -302,6 +302,47 @@ async def finalize_rollout(
     )
 
 
+async def active_rollouts(session: AsyncSession, state_code: str | None) -> list[StateRollout]:
+    """Rollout rows still marked planned, in progress or paused (of one state, or all)."""
+    query = select(StateRollout).where(
+        StateRollout.status.in_([s.value for s in ACTIVE_ROLLOUT_STATUSES])
+    )
+    if state_code is not None:
+        query = query.where(StateRollout.state_code == state_code)
+    return list((await session.scalars(query.order_by(StateRollout.state_code))).all())
+
+
+async def close_orphaned_rollout(
+    session: AsyncSession, rollout_id: int, status: RolloutStatus, reason: str
+) -> RolloutSummary:
+    """Close an active rollout row whose workflow is gone: communities that never started
+    become cancelled, those it left in flight failed with `reason`; totals are recounted."""
+    cr = CommunityRollout
+    await session.execute(
+        update(cr)
+        .where(cr.state_rollout_id == rollout_id, cr.status == CommunityStatus.PROCESSING.value)
+        .values(
+            status=CommunityStatus.FAILED.value,
+            error=reason,
+            completed_at=func.now(),
+            updated_at=func.now(),
+        )
+    )
+    await session.execute(
+        update(cr)
+        .where(
+            cr.state_rollout_id == rollout_id,
+            cr.status.in_([CommunityStatus.QUEUED.value, CommunityStatus.PAUSED.value]),
+        )
+        .values(status=CommunityStatus.CANCELLED.value, updated_at=func.now())
+    )
+    summary = await finalize_rollout(session, rollout_id, status)
+    await session.execute(
+        update(StateRollout).where(StateRollout.id == rollout_id).values(closed_reason=reason)
+    )
+    return summary
+
+
 async def record_community_finished(session: AsyncSession, rollout_id: int) -> None:
     """Keep the state row's live counters equal to the community rows they count."""
     cr = CommunityRollout

@@ -122,3 +122,66 @@ async def test_operator_errors_and_watch_through_a_live_rollout(rollout_env: Rol
     listed = json.loads(await succeeds(env, "list", "--json"))
     mine = [r for r in listed if r["workflow_id"] == "state-rollout-DE"]
     assert mine[0]["status"] == "cancelled"
+
+
+async def test_reconcile_closes_a_rollout_whose_workflow_was_terminated(
+    rollout_env: RolloutEnv,
+) -> None:
+    """A state workflow terminated outside the starter leaves its row active; `reconcile`
+    (and `start`, which reconciles first) close it without any SQL."""
+    env = rollout_env
+    handle = await env.start("DE", batch_size=1)
+    await env.wait_for("DE", lambda d: d.status_breakdown.processing == 1, what="one in flight")
+    first_id = (await env.wait_for("DE", lambda d: d.rollout.id is not None)).rollout.id
+    await handle.terminate("operator terminated it from the Web UI")
+    # The row still says in progress, but no workflow answers for it.
+    assert await env.scalar("SELECT status FROM state_rollouts WHERE id = :i", i=first_id) == (
+        "in_progress"
+    )
+    await fails_with(env, "no active rollout for DE", "pause", "DE")
+
+    out = await succeeds(env, "reconcile", "DE")
+    assert (
+        f"closed rollout #{first_id} of DE: in_progress -> cancelled "
+        "(its workflow was terminated)" in out
+    ), out
+    row = (
+        await env.rows(
+            "SELECT status, closed_reason, completed_at IS NOT NULL FROM state_rollouts "
+            "WHERE id = :i",
+            i=first_id,
+        )
+    )[0]
+    assert tuple(row) == ("cancelled", "its workflow was terminated", True)
+    left = dict(
+        await env.rows(
+            "SELECT status, count(*) FROM community_rollouts WHERE state_rollout_id = :i "
+            "GROUP BY status",
+            i=first_id,
+        )
+    )
+    assert set(left) <= {"completed", "failed", "cancelled"}, left
+    assert sum(left.values()) == 56
+    assert "nothing to reconcile" in await succeeds(env, "reconcile", "DE")
+
+    # Again, and this time `start` does the reconciling before it starts the new rollout.
+    second = await env.start("DE", batch_size=1)
+    second_id = (await env.wait_for("DE", lambda d: d.rollout.id is not None)).rollout.id
+    assert second_id != first_id
+    await second.terminate("lost")
+    out = await succeeds(env, "start", "DE", "--batch-size", "1", "--throttle-ms", "0")
+    assert f"closed rollout #{second_id} of DE: in_progress -> cancelled" in out, out
+    assert "started state-rollout-DE" in out
+    third = await env.wait_for(
+        "DE",
+        lambda d: (
+            d.rollout.id not in (None, first_id, second_id)
+            and d.rollout.status is RolloutStatus.IN_PROGRESS
+        ),
+        what="the new rollout in progress",
+    )
+    active = await env.scalar(
+        "SELECT count(*) FROM state_rollouts WHERE status IN ('planned','in_progress','paused')"
+    )
+    assert (active, third.rollout.state_code) == (1, "DE")
+    await succeeds(env, "cancel", "DE")
