@@ -232,11 +232,15 @@ class AddressPolicy:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         if not addresses:
             raise httpcore.ConnectError(f"cannot resolve {host}: no address")
-        if allowed or any(r.matches(host, port, a) for r in self.rules for a in addresses):
+        if allowed:
             return addresses
-        # One bad address refuses the host: a name that resolves to both a public and a
-        # private address is the classic way to sneak past a check-one-connect-another guard.
+        # Every address is vetted on its own: an allowed network excuses only the addresses
+        # inside it. One bad address refuses the host: a name that resolves to both a public
+        # and a private address is the classic way past a check-one-connect-another guard.
+        networks = [r for r in self.rules if r.network is not None]
         for address in addresses:
+            if any(r.matches(host, port, address) for r in networks):
+                continue
             reason = blocked_reason(address)
             if reason:
                 raise BlockedAddressError(f"{host} resolves to {address}, a {reason}", host=host)

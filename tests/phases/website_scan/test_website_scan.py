@@ -200,6 +200,22 @@ async def test_dns_answers_are_vetted_and_one_bad_address_refuses_the_host() -> 
         await policy.vetted_addresses("nowhere.test", 80)
 
 
+async def test_an_allowed_network_excuses_only_its_own_addresses() -> None:
+    resolver = FakeResolver(
+        {
+            "lab.test": ["10.9.0.5"],
+            "half.test": ["10.9.0.5", "10.1.2.3"],
+            "public-and-lab.test": ["93.184.216.34", "10.9.0.6"],
+        }
+    )
+    policy = AddressPolicy(["10.9.0.0/16"], resolver=resolver)
+    assert await policy.vetted_addresses("lab.test", 80) == [ipaddress.ip_address("10.9.0.5")]
+    assert len(await policy.vetted_addresses("public-and-lab.test", 80)) == 2
+    # One allowed address does not let the name's other, private, addresses through.
+    with pytest.raises(BlockedAddressError, match=r"resolves to 10\.1\.2\.3"):
+        await policy.vetted_addresses("half.test", 80)
+
+
 def test_scan_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCAN_ALLOW_HOSTS", "127.0.0.1:8765, sim.local")
     monkeypatch.setenv("SCAN_FEED_PATHS", '["/feed", "/news/rss"]')
