@@ -35,7 +35,14 @@ from rollout.communities import SchemaMissingError, seed_from_data_file
 from rollout.contract import state_workflow_id
 from rollout.db.errors import DatabaseUnavailableError, is_connection_error, unavailable
 from rollout.logsetup import configure_logging
-from rollout.payloads import ProgressDocument, RolloutSettings, RolloutSummary, cents
+from rollout.payloads import (
+    MAX_BATCH_SIZE,
+    MIN_BATCH_SIZE,
+    ProgressDocument,
+    RolloutSettings,
+    RolloutSummary,
+    cents,
+)
 from rollout.settings import Settings, get_settings
 from rollout.states import STATE_NAMES, UnknownStateError, normalize_state_code
 
@@ -61,6 +68,18 @@ def _state_arg(value: str) -> str:
         return normalize_state_code(value)
     except UnknownStateError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _batch_size_arg(value: str) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch size {value!r} is not a number") from None
+    if not MIN_BATCH_SIZE <= size <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"batch size {size} is outside {MIN_BATCH_SIZE}-{MAX_BATCH_SIZE}"
+        )
+    return size
 
 
 def _port_arg(value: str) -> int:
@@ -532,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("set-batch-size", help="change how many communities run at once")
     p.add_argument("state", type=_state_arg)
-    p.add_argument("batch_size", type=int)
+    p.add_argument("batch_size", type=_batch_size_arg)
     p.set_defaults(func=cmd_set_batch_size)
 
     p = sub.add_parser("progress", help="show a rollout's progress")

@@ -17,6 +17,9 @@ from rollout.status import CommunityStatus, PhaseStatus, RolloutStatus
 
 MIN_BATCH_SIZE = 1
 MAX_BATCH_SIZE = 200
+# The operator's pause before each Places request. Bounded so that a request activity's
+# timeout (which adds it to the request's own) stays short enough to notice a dead worker.
+MAX_THROTTLE_MS = 10_000
 # Cost assumed per community before any has completed (the estimate and budget checks use
 # the completed communities' average from then on).
 DEFAULT_COMMUNITY_COST = Decimal("34.00")

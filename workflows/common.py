@@ -22,7 +22,8 @@ R = TypeVar("R")
 Activity = MethodAsyncSingleParam[Any, P, R]
 Job = Callable[[], Coroutine[Any, Any, None]]
 
-PLACES_TIMEOUT = timedelta(seconds=30)  # the Places client's own timeout is 10 s
+# One Places request: the client's own timeout is 10 s; the operator's throttle comes on top.
+PLACES_TIMEOUT = timedelta(seconds=30)
 
 # Bookkeeping activities are short database writes: retry them quickly and for long
 # (a database restart must not fail a rollout), except for input errors.
@@ -64,13 +65,16 @@ def should_continue_as_new(limit: int | None) -> bool:
     return limit is not None and info.get_current_history_length() >= limit
 
 
-async def places_request(activity: Activity[P, R], arg: P, *, retry: RetrySpec, summary: str) -> R:
-    """One Places request as one activity on the rate-limited `rollout-places` queue."""
+async def places_request(
+    activity: Activity[P, R], arg: P, *, retry: RetrySpec, throttle_ms: int, summary: str
+) -> R:
+    """One Places request as one activity on the rate-limited `rollout-places` queue; the
+    activity waits `throttle_ms` before its request, so its timeout includes it."""
     return await workflow.execute_activity_method(
         activity,
         arg,
         task_queue=PLACES_TASK_QUEUE,
-        start_to_close_timeout=PLACES_TIMEOUT,
+        start_to_close_timeout=PLACES_TIMEOUT + timedelta(milliseconds=throttle_ms),
         # On cancel, wait for the attempt to end, so its billed request is logged before
         # the community's cost is totted up.
         cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -85,18 +89,21 @@ async def run_pool(
     """Run the jobs `take` hands out while `more()`, `at_once` at a time, until there are no
     more and none is running. A failed job fails the pool (and cancels the others). True
     when it stopped early because the history is long enough to continue-as-new."""
-    pending: set[asyncio.Task[None]] = set()
+    # A list, in start order: a set of tasks iterates in an order that can differ between
+    # a run and its replay, and the order of results and cancellations must not.
+    pending: list[asyncio.Task[None]] = []
     draining = False
     try:
         while True:
             while not draining and len(pending) < max(at_once, 1) and more():
-                pending.add(asyncio.create_task(take()))
+                pending.append(asyncio.create_task(take()))
             if not pending:
                 break
-            done, still = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            pending = set(still)
-            for finished in done:
-                finished.result()
+            done, _ = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            finished = [task for task in pending if task in done]
+            pending = [task for task in pending if task not in done]
+            for task in finished:
+                task.result()
             if not draining and should_continue_as_new(continue_as_new_after):
                 draining = True  # let running jobs end, then hand over the rest
     except BaseException:

@@ -161,6 +161,7 @@ class CommunityDiscoveryWorkflow:
                     run_key=self._run_key,
                 ),
                 retry=phase_input.places_retry,
+                throttle_ms=inp.throttle_ms,
                 summary=f"{task.kind.value} {task.label} d{task.depth} p{page_number}"
                 + (" probe" if task.probe else ""),
             )
@@ -196,6 +197,7 @@ class CommunityDiscoveryWorkflow:
                     throttle_ms=inp.throttle_ms,
                 ),
                 retry=phase_input.places_retry,
+                throttle_ms=inp.throttle_ms,
                 summary=f"buy {seq} p{page_number}",
             )
             self._requests += 1

@@ -101,6 +101,7 @@ class CommunityEnrichmentWorkflow:
                 throttle_ms=inp.phase.throttle_ms,
             ),
             retry=inp.places_retry,
+            throttle_ms=inp.phase.throttle_ms,
             summary=f"details {business_id}",
         )
         carry = self._carry

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from rollout.payloads import (
         MAX_BATCH_SIZE,
+        MAX_THROTTLE_MS,
         MIN_BATCH_SIZE,
         BatchSizeInput,
         CommunityFinish,
@@ -90,8 +91,8 @@ def validate_input(inp: StateRolloutInput) -> list[str]:
         )
     if not MIN_BATCH_SIZE <= inp.batch_size <= MAX_BATCH_SIZE:
         problems.append(f"batch_size {inp.batch_size} is outside {MIN_BATCH_SIZE}-{MAX_BATCH_SIZE}")
-    if inp.throttle_ms < 0:
-        problems.append(f"throttle_ms {inp.throttle_ms} must be 0 or more")
+    if not 0 <= inp.throttle_ms <= MAX_THROTTLE_MS:
+        problems.append(f"throttle_ms {inp.throttle_ms} is outside 0-{MAX_THROTTLE_MS}")
     if inp.budget_usd is not None and inp.budget_usd <= 0:
         problems.append(f"budget_usd {inp.budget_usd} must be positive")
     if any(c <= 0 for c in inp.priority_communities):

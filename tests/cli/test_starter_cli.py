@@ -100,7 +100,25 @@ def test_bad_start_input_is_one_line_before_contacting_anything() -> None:
     assert result.returncode == 2
     line = one_error_line(result)
     assert "batch_size 0 is outside 1-200" in line
-    assert "throttle_ms -1 must be 0 or more" in line
+    assert "throttle_ms -1 is outside 0-10000" in line
+    result = starter("start", "TX", "--throttle-ms", "30000")
+    assert result.returncode == 2
+    assert "throttle_ms 30000 is outside 0-10000" in one_error_line(result)
+
+
+@pytest.mark.parametrize("size", ["0", "500", "many"])
+def test_bad_batch_size_is_refused_before_anything_is_sent(size: str) -> None:
+    # No Temporal listens on port 9: a refusal that tried to contact it would say so.
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "starter.py"), "set-batch-size", "TX", size],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TEMPORAL_ADDRESS": "127.0.0.1:9"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "batch size" in one_error_line(result)
 
 
 @pytest.mark.parametrize("command", [["progress", "TX"], ["pause", "TX"], ["list"]])

@@ -305,13 +305,30 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def verify_signature(secret: bytes, timestamp: str, body: bytes, header: str) -> bool:
-    """What a receiving platform does (used by the tests)."""
+# How far a delivery's timestamp may be from the receiver's clock: a captured request
+# replayed later is refused, while ordinary clock skew and network delay pass.
+REPLAY_WINDOW_S = 300
+
+
+def verify_signature(
+    secret: bytes,
+    timestamp: str,
+    body: bytes,
+    header: str,
+    *,
+    now: float | None = None,
+    window_s: float = REPLAY_WINDOW_S,
+) -> bool:
+    """What a receiving platform does (used by the tests): the signature matches and the
+    timestamp is within `window_s` seconds of `now` (the receiver's clock)."""
     try:
-        expected = sign(secret, int(timestamp), body)
+        stamp = int(timestamp)
     except ValueError:
         return False
-    return hmac.compare_digest(expected, header)
+    current = time.time() if now is None else now
+    if abs(current - stamp) > window_s:
+        return False
+    return hmac.compare_digest(sign(secret, stamp, body), header)
 
 
 @dataclass(slots=True)

@@ -31,6 +31,7 @@ from rollout.phases.seeding.outbox import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    sign,
     verify_signature,
 )
 from rollout.status import Platform
@@ -277,3 +278,16 @@ def test_webhook_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("PLATFORM_WEBHOOK_URLS", "myspace=https://x")
     with pytest.raises(ValueError, match="myspace"):
         PhaseSettings(_env_file=None)
+
+
+def test_a_replayed_delivery_is_refused() -> None:
+    secret, body = b"s3cret", b'{"event": "business.upserted"}'
+    stamp = 1_800_000_000
+    header = sign(secret, stamp, body)
+    assert verify_signature(secret, str(stamp), body, header, now=stamp + 10)
+    # The same request captured and sent again ten minutes later, or from the future.
+    assert not verify_signature(secret, str(stamp), body, header, now=stamp + 600)
+    assert not verify_signature(secret, str(stamp), body, header, now=stamp - 600)
+    # A fresh timestamp with the old signature does not pass either.
+    assert not verify_signature(secret, str(stamp + 600), body, header, now=stamp + 600)
+    assert not verify_signature(secret, "soon", body, header, now=stamp)
