@@ -334,12 +334,29 @@ def _budget_arg(value: str) -> Decimal:
 
 
 def cmd_start(args: argparse.Namespace, settings: Settings) -> None:
+    start_rollout(args, settings, only=[])
+
+
+def cmd_retry_failed(args: argparse.Namespace, settings: Settings) -> None:
+    failed = asyncio.run(control.failed_to_retry(settings, args.state))
+    console.print(f"retrying {len(failed)} failed communities of {args.state}")
+    start_rollout(args, settings, only=failed)
+
+
+def cmd_rerun(args: argparse.Namespace, settings: Settings) -> None:
+    start_rollout(args, settings, only=[args.community])
+
+
+def start_rollout(args: argparse.Namespace, settings: Settings, *, only: list[int]) -> None:
+    """`start`, `retry-failed` and `rerun`: a new rollout of the state (of `only` when
+    given), after closing a rollout row its workflow left active."""
     rollout = RolloutSettings(
         batch_size=args.batch_size,
         throttle_ms=args.throttle_ms,
         skip_enrichment=args.skip_enrichment,
-        priority_communities=args.priority or [],
+        priority_communities=getattr(args, "priority", None) or [],
         budget_usd=args.budget,
+        only_communities=only,
     )
 
     control.check_input(args.state, rollout, initiated_by=getpass.getuser())
@@ -359,6 +376,60 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> None:
     console.print(
         f"  temporal workflow query -w {workflow_id} --name progress   "
         f"(Web UI: search RolloutStateCode='{args.state}')"
+    )
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, default=5, help="children at once, 1-200 (5)")
+    p.add_argument(
+        "--throttle-ms", type=int, default=100, help="pause before each Places request (100)"
+    )
+    p.add_argument("--skip-enrichment", action="store_true", help="skip phase 4 (Pro enrichment)")
+    p.add_argument("--budget", type=_budget_arg, help="pause before spending more than USD")
+
+
+def cmd_failures(args: argparse.Namespace, settings: Settings) -> None:
+    found = asyncio.run(control.failures(settings, args.state))
+    if args.json:
+        console.print_json(
+            json.dumps(
+                {
+                    "rollout_id": found.rollout_id,
+                    "status": found.status,
+                    "failed": [dataclasses.asdict(c) for c in found.communities],
+                },
+                default=str,
+            )
+        )
+        return
+    if not found.communities:
+        console.print(
+            f"no failed communities in {args.state}'s last rollout "
+            f"(#{found.rollout_id}, {found.status})"
+        )
+        return
+    from rich.table import Table
+
+    table = Table(
+        title=f"Failed communities of {args.state}'s rollout #{found.rollout_id} ({found.status})"
+    )
+    for column in ("community", "id", "phase", "attempts", "error", "verification"):
+        table.add_column(column, overflow="fold")
+    for c in found.communities:
+        report = c.verification or {}
+        flags = report.get("failures") or ("passed" if report.get("passed") else None)
+        table.add_row(
+            c.name,
+            str(c.community_id),
+            str(c.failed_phase or "-"),
+            str(c.attempts),
+            c.error or "",
+            json.dumps(flags) if flags else "",
+        )
+    console.print(table)
+    console.print(
+        f"run them again: python starter.py retry-failed {args.state}; "
+        f"one of them: python starter.py rerun {args.state} --community ID"
     )
 
 
@@ -524,16 +595,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("start", help="start a state rollout")
     p.add_argument("state", type=_state_arg, help="two-letter state code, e.g. TX")
-    p.add_argument("--batch-size", type=int, default=5, help="children at once, 1-200 (5)")
-    p.add_argument(
-        "--throttle-ms", type=int, default=100, help="pause after each Places request (100)"
-    )
-    p.add_argument("--skip-enrichment", action="store_true", help="skip phase 4 (Pro enrichment)")
+    add_run_options(p)
     p.add_argument(
         "--priority", type=int, action="append", metavar="ID", help="community id to do first"
     )
-    p.add_argument("--budget", type=_budget_arg, help="pause before spending more than USD")
     p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("failures", help="the failed communities of a state's last rollout")
+    p.add_argument("state", type=_state_arg)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_failures)
+
+    p = sub.add_parser(
+        "retry-failed", help="a new rollout of the failed communities of the last rollout"
+    )
+    p.add_argument("state", type=_state_arg)
+    add_run_options(p)
+    p.set_defaults(func=cmd_retry_failed)
+
+    p = sub.add_parser("rerun", help="a new rollout of one community")
+    p.add_argument("state", type=_state_arg)
+    p.add_argument("--community", type=int, required=True, metavar="ID", help="community id")
+    add_run_options(p)
+    p.set_defaults(func=cmd_rerun)
 
     p = sub.add_parser("pause", help="pause a rollout (running communities finish)")
     p.add_argument("state", type=_state_arg)

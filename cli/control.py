@@ -5,7 +5,6 @@ Every failure an operator can act on is a ControlError with one line that says w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -37,7 +36,7 @@ from rollout.payloads import (
 )
 from rollout.settings import Settings
 from rollout.states import STATE_NAMES
-from rollout.status import RolloutStatus
+from rollout.status import ACTIVE_ROLLOUT_STATUSES, RolloutStatus
 from workflows.state_rollout import (
     STATE_CODE_KEY,
     STATUS_KEY,
@@ -77,12 +76,14 @@ async def connect(settings: Settings) -> Client:
         ) from None
 
 
-async def _db_check_problems(settings: Settings, state: str, priority: Sequence[int]) -> list[str]:
+async def _db_check_problems(settings: Settings, state: str, rollout: RolloutSettings) -> list[str]:
     engine = create_engine(settings.database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
             session = AsyncSession(bind=conn)
-            return await records.start_problems(session, state, priority)
+            return await records.start_problems(
+                session, state, rollout.priority_communities, rollout.only_communities
+            )
     except Exception as exc:
         if is_connection_error(exc):
             raise ControlError(str(unavailable(settings.database_url, exc))) from None
@@ -111,7 +112,7 @@ async def start(
     """Start a rollout, first closing the state's rollout row its workflow left active."""
     inp = check_input(state, rollout, initiated_by=initiated_by)
     closed = await reconcile(client, settings, state)
-    problems = await _db_check_problems(settings, state, rollout.priority_communities)
+    problems = await _db_check_problems(settings, state, rollout)
     if problems:
         raise ControlError("; ".join(problems))
     workflow_id = state_workflow_id(state)
@@ -138,7 +139,12 @@ async def start(
                 f"- batch size {rollout.batch_size}, throttle {rollout.throttle_ms} ms\n"
                 f"- enrichment {'skipped' if rollout.skip_enrichment else 'on'}\n"
                 f"- priority communities: {len(rollout.priority_communities)}\n"
-                f"- budget: {('$' + str(rollout.budget_usd)) if rollout.budget_usd else 'none'}"
+                + (
+                    f"- only communities: {', '.join(map(str, rollout.only_communities))}\n"
+                    if rollout.only_communities
+                    else ""
+                )
+                + f"- budget: {('$' + str(rollout.budget_usd)) if rollout.budget_usd else 'none'}"
             ),
         )
     except WorkflowAlreadyStartedError:
@@ -210,6 +216,45 @@ async def reconcile(client: Client, settings: Settings, state: str | None) -> li
     finally:
         await engine.dispose()
     return changed
+
+
+@dataclass(frozen=True)
+class Failures:
+    rollout_id: int
+    status: str
+    communities: list[records.FailedCommunity]
+
+
+async def failures(settings: Settings, state: str) -> Failures:
+    """The failed communities of the state's latest rollout."""
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with AsyncSession(engine) as session:
+            rollout = await records.latest_rollout(session, state)
+            if rollout is None:
+                raise ControlError(f"no rollout found for {state}; start one with `start {state}`")
+            failed = await records.failed_communities(session, rollout.id)
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise ControlError(str(unavailable(settings.database_url, exc))) from None
+        raise
+    finally:
+        await engine.dispose()
+    return Failures(rollout.id, rollout.status, failed)
+
+
+async def failed_to_retry(settings: Settings, state: str) -> list[int]:
+    """The community ids `retry-failed` runs again: the failed ones of the state's last
+    rollout, which must have ended."""
+    found = await failures(settings, state)
+    if found.status in {s.value for s in ACTIVE_ROLLOUT_STATUSES}:
+        raise ControlError(
+            f"{state}'s rollout #{found.rollout_id} is still {found.status}; "
+            "retry its failed communities once it has ended (or cancel it)"
+        )
+    if not found.communities:
+        raise ControlError(f"no failed communities in {state}'s last rollout (#{found.rollout_id})")
+    return [c.community_id for c in found.communities]
 
 
 async def running_handle(

@@ -121,6 +121,9 @@ class RolloutSettings(Payload):
     skip_enrichment: bool = False
     priority_communities: list[int] = Field(default_factory=list)
     budget_usd: Decimal | None = None
+    # Only these communities (a retry of a rollout's failed ones, or a rerun of one); empty:
+    # every community of the state.
+    only_communities: list[int] = Field(default_factory=list)
 
 
 class StateRolloutInput(RolloutSettings):
@@ -286,6 +289,24 @@ class CommunityFinish(Payload):
     failed_phase: int | None = None
     error: str | None = None
     pause_reason: str | None = None
+
+
+class SilentCommunity(Payload):
+    """A community child that closed without reporting, and why (e.g. "terminated")."""
+
+    rollout_id: int
+    community_rollout_id: int
+    community_id: int
+    reason: str
+
+
+class ChildCheck(Payload):
+    workflow_ids: list[str]
+
+
+class ClosedChild(Payload):
+    workflow_id: str
+    reason: str
 
 
 class ResumeInput(Payload):

@@ -95,8 +95,8 @@ def validate_input(inp: StateRolloutInput) -> list[str]:
         problems.append(f"throttle_ms {inp.throttle_ms} is outside 0-{MAX_THROTTLE_MS}")
     if inp.budget_usd is not None and inp.budget_usd <= 0:
         problems.append(f"budget_usd {inp.budget_usd} must be positive")
-    if any(c <= 0 for c in inp.priority_communities):
-        problems.append("priority community ids must be positive integers")
+    if any(c <= 0 for c in [*inp.priority_communities, *inp.only_communities]):
+        problems.append("community ids must be positive integers")
     return problems
 
 
@@ -271,6 +271,7 @@ class StateRolloutWorkflow:
                     skip_enrichment=inp.skip_enrichment,
                     priority_communities=inp.priority_communities,
                     budget_usd=inp.budget_usd,
+                    only_communities=inp.only_communities,
                 ),
                 initiated_by=inp.initiated_by,
             ),

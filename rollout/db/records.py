@@ -8,7 +8,9 @@ All writes are idempotent: a retried activity converges on the same rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -105,6 +107,10 @@ async def initiate_rollout(
         raise RolloutInputError(
             f"priority communities not in {state}: {', '.join(map(str, foreign))}"
         )
+    only = list(dict.fromkeys(inp.settings.only_communities))
+    foreign = [c for c in only if c not in in_state]
+    if foreign:
+        raise RolloutInputError(f"communities not in {state}: {', '.join(map(str, foreign))}")
 
     blocking = await active_rollout(session, state)
     if blocking is not None:
@@ -112,8 +118,11 @@ async def initiate_rollout(
             f"{state} already has an active rollout (#{blocking.id}, {blocking.status})"
         )
 
-    # Priority communities first, in the order given; then the largest places first.
+    # Priority communities first, in the order given; then the largest places first. A
+    # rollout of chosen communities only (a retry of the failed ones, a rerun) takes those.
     ordered = priority + [c for c, _ in rows if c not in set(priority)]
+    if only:
+        ordered = [c for c in ordered if c in set(only)]
     rollout = StateRollout(
         state_code=state,
         state_name=STATE_NAMES[state],
@@ -400,6 +409,11 @@ async def community_cost(session: AsyncSession, community_rollout_id: int) -> De
     return Decimal(cost or 0)
 
 
+FINAL_COMMUNITY_STATUSES = frozenset(
+    s.value for s in (CommunityStatus.COMPLETED, CommunityStatus.FAILED, CommunityStatus.CANCELLED)
+)
+
+
 async def finish_community(
     session: AsyncSession,
     community_rollout_id: int,
@@ -433,6 +447,27 @@ async def finish_community(
     row = await session.get(CommunityRollout, community_rollout_id, populate_existing=True)
     assert row is not None
     return row
+
+
+async def close_silent_community(
+    session: AsyncSession, community_rollout_id: int, reason: str
+) -> CommunityRollout:
+    """A community whose workflow closed without reporting (terminated, timed out, failed):
+    failed in the phase it was in, with `reason`. A community that did record its end
+    keeps it; either way the row as it stands is returned."""
+    row = await session.get(
+        CommunityRollout, community_rollout_id, with_for_update=True, populate_existing=True
+    )
+    assert row is not None
+    if row.status in FINAL_COMMUNITY_STATUSES:
+        return row
+    return await finish_community(
+        session,
+        community_rollout_id,
+        CommunityStatus.FAILED,
+        failed_phase=row.current_phase,
+        error=reason,
+    )
 
 
 async def mark_phase(
@@ -501,7 +536,10 @@ async def record_phase_counts(
 
 
 async def start_problems(
-    session: AsyncSession, state_code: str, priority: Sequence[int]
+    session: AsyncSession,
+    state_code: str,
+    priority: Sequence[int],
+    only: Sequence[int] = (),
 ) -> list[str]:
     """Why a rollout of `state_code` cannot start, checked before anything is started."""
     problems: list[str] = []
@@ -513,27 +551,61 @@ async def start_problems(
             f"no communities found for {state_code}; run `python starter.py seed-communities "
             f"--state {state_code}` first"
         )
-    if priority:
+    for what, ids in (("priority communities", priority), ("communities", only)):
+        if not ids:
+            continue
         found = set(
             (
                 await session.scalars(
                     select(Community.id).where(
-                        Community.id.in_(list(priority)), Community.state_code == state_code
+                        Community.id.in_(list(ids)), Community.state_code == state_code
                     )
                 )
             ).all()
         )
-        foreign = [c for c in priority if c not in found]
+        foreign = [c for c in ids if c not in found]
         if foreign:
-            problems.append(
-                f"priority communities not in {state_code}: {', '.join(map(str, foreign))}"
-            )
+            problems.append(f"{what} not in {state_code}: {', '.join(map(str, foreign))}")
     blocking = await active_rollout(session, state_code)
     if blocking is not None:
         problems.append(
             f"{state_code} already has an active rollout (#{blocking.id}, {blocking.status})"
         )
     return problems
+
+
+@dataclass(frozen=True, slots=True)
+class FailedCommunity:
+    community_id: int
+    name: str
+    failed_phase: int | None
+    attempts: int
+    error: str | None
+    verification: dict[str, Any] | None
+
+
+async def failed_communities(session: AsyncSession, rollout_id: int) -> list[FailedCommunity]:
+    """The failed communities of a rollout, in rollout order, with the attempts of the phase
+    that failed and their verification report (when phase 5 wrote one)."""
+    cr, phase = CommunityRollout, CommunityRolloutPhase
+    rows = await session.execute(
+        select(
+            cr.community_id,
+            Community.name,
+            cr.failed_phase,
+            func.coalesce(phase.attempts, 0),
+            cr.error,
+            cr.verification_report,
+        )
+        .join(Community, Community.id == cr.community_id)
+        .outerjoin(
+            phase,
+            (phase.community_rollout_id == cr.id) & (phase.phase == cr.failed_phase),
+        )
+        .where(cr.state_rollout_id == rollout_id, cr.status == CommunityStatus.FAILED.value)
+        .order_by(cr.position)
+    )
+    return [FailedCommunity(*row) for row in rows]
 
 
 async def latest_rollout(session: AsyncSession, state_code: str) -> StateRollout | None:

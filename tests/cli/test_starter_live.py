@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import signal
 import subprocess
 import sys
 
+from rollout.contract import state_workflow_id
+from rollout.payloads import RolloutSummary
 from rollout.status import RolloutStatus
 from tests.cli.test_starter_cli import one_error_line
 from tests.conftest import PROJECT_ROOT
@@ -185,3 +188,56 @@ async def test_reconcile_closes_a_rollout_whose_workflow_was_terminated(
     )
     assert (active, third.rollout.state_code) == (1, "DE")
     await succeeds(env, "cancel", "DE")
+
+
+async def test_failures_are_listed_and_retried_without_sql(rollout_env: RolloutEnv) -> None:
+    """Communities that fail (here phase 5: a threshold the smallest towns cannot meet) are
+    listed by `failures`, run again by `retry-failed` once fixed, and one community can be
+    run again with `rerun`."""
+    env = rollout_env
+    env.stop_worker(signal.SIGTERM)
+    env.start_worker(VERIFY_MIN_BUSINESSES="1")
+    await succeeds(env, "start", "DE", "--batch-size", "10", "--throttle-ms", "0")
+    handle = env.client.get_workflow_handle(state_workflow_id("DE"))
+    first = RolloutSummary.model_validate(await handle.result())
+    assert first.failed > 0, first
+
+    listed = json.loads(await succeeds(env, "failures", "DE", "--json"))
+    assert listed["rollout_id"] == first.rollout_id
+    assert len(listed["failed"]) == first.failed
+    for community in listed["failed"]:
+        assert community["failed_phase"] == 5
+        assert community["attempts"] >= 1
+        assert "PhaseThresholdFailed" in community["error"]
+        assert community["verification"]["passed"] is False
+    table = await succeeds(env, "failures", "DE")
+    assert listed["failed"][0]["name"] in table
+
+    # Fixed (the threshold lifted): only the failed communities run again.
+    env.stop_worker(signal.SIGTERM)
+    env.start_worker()
+    out = await succeeds(env, "retry-failed", "DE", "--batch-size", "10", "--throttle-ms", "0")
+    assert f"retrying {first.failed} failed communities of DE" in out
+    second = RolloutSummary.model_validate(
+        await env.client.get_workflow_handle(state_workflow_id("DE")).result()
+    )
+    assert (second.completed, second.failed) == (first.failed, 0)
+    retried = await env.rows(
+        "SELECT community_id FROM community_rollouts WHERE state_rollout_id = :r ORDER BY 1",
+        r=second.rollout_id,
+    )
+    assert sorted(c["community_id"] for c in listed["failed"]) == [r[0] for r in retried]
+    assert "no failed communities" in await succeeds(env, "failures", "DE")
+    await fails_with(env, "no failed communities in DE's last rollout", "retry-failed", "DE")
+
+    # One community again; one that is not in the state changes nothing.
+    rollouts = await env.scalar("SELECT count(*) FROM state_rollouts")
+    await fails_with(env, "communities not in DE: 999999999", "rerun", "DE", "--community",
+                     "999999999")  # fmt: skip
+    assert await env.scalar("SELECT count(*) FROM state_rollouts") == rollouts
+    one = listed["failed"][0]["community_id"]
+    await succeeds(env, "rerun", "DE", "--community", str(one), "--throttle-ms", "0")
+    third = RolloutSummary.model_validate(
+        await env.client.get_workflow_handle(state_workflow_id("DE")).result()
+    )
+    assert (third.completed, third.failed, third.cancelled) == (1, 0, 0)
