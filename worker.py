@@ -31,6 +31,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.children import ChildWatchActivities
 from activities.discovery import DiscoveryActivities
 from activities.enrichment import EnrichmentActivities
 from activities.news_sources import NewsSourceActivities
@@ -160,6 +161,8 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
             records.begin_community,
             records.mark_phase,
             records.finish_community,
+            records.close_silent_community,
+            ChildWatchActivities(client).closed_children,
             discovery.discovery_plan,
             discovery.discovery_plan_purchases,
             discovery.discovery_cover_check,

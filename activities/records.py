@@ -21,7 +21,9 @@ from rollout.payloads import (
     PhaseMark,
     RolloutStatusChange,
     RolloutSummary,
+    SilentCommunity,
 )
+from rollout.status import CommunityStatus
 
 
 class RolloutRecordActivities:
@@ -103,4 +105,27 @@ class RolloutRecordActivities:
             failed_phase=inp.failed_phase,
             error=inp.error,
             pause_reason=inp.pause_reason,
+        )
+
+    @activity.defn(name="close_silent_community")
+    async def close_silent_community(self, inp: SilentCommunity) -> CommunityResult:
+        """Fail a community whose workflow closed without reporting, unless it recorded its
+        end; the state row's counters follow. Returns what the row says."""
+        async with self.sessions.begin() as session:
+            row = await records.close_silent_community(
+                session, inp.community_rollout_id, inp.reason
+            )
+            await records.record_community_finished(session, inp.rollout_id)
+        status = CommunityStatus(row.status)
+        metrics.community_finished(status.value)
+        return CommunityResult(
+            community_rollout_id=inp.community_rollout_id,
+            community_id=inp.community_id,
+            status=status,
+            businesses_discovered=row.businesses_discovered,
+            businesses_with_websites=row.businesses_with_websites,
+            news_sources_created=row.news_sources_created,
+            cost_usd=row.api_cost_estimate,
+            failed_phase=row.failed_phase,
+            error=row.error,
         )

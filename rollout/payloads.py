@@ -136,6 +136,9 @@ class StateRolloutInput(RolloutSettings):
     # Test hook: continue-as-new after this many history events (the server suggests it
     # at 4,096 events anyway).
     continue_as_new_after_events: int | None = None
+    # How often children started by an earlier run are checked for having closed without
+    # reporting (tests shorten it).
+    carried_child_check_s: float = 60.0
     # Set only by continue-as-new.
     carry: StateRolloutCarry | None = None
 
@@ -168,6 +171,8 @@ class StateRolloutCarry(Payload):
     paused_reason: str | None = None
     cancel_requested: bool = False
     runs: int = 1
+    # Failed starts of communities whose child id another workflow still held.
+    busy_tries: dict[int, int] = Field(default_factory=dict)
 
 
 class InitiateRolloutInput(Payload):

@@ -14,8 +14,10 @@ Shape (samples-python batch_sliding_window, hardened):
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import (
@@ -24,12 +26,20 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    TerminatedError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
-from workflows.common import record, should_continue_as_new
+from workflows.common import RECORD_RETRY, record, should_continue_as_new
 from workflows.community_rollout import CommunityRolloutWorkflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.children import ChildWatchActivities
     from activities.records import RolloutRecordActivities
     from rollout.contract import (
         ROLLOUT_TASK_QUEUE,
@@ -45,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         MAX_THROTTLE_MS,
         MIN_BATCH_SIZE,
         BatchSizeInput,
+        ChildCheck,
         CommunityFinish,
         CommunityPage,
         CommunityPageInput,
@@ -61,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutSettings,
         RolloutStatusChange,
         RolloutSummary,
+        SilentCommunity,
         StateRolloutCarry,
         StateRolloutInput,
         Totals,
@@ -79,6 +91,28 @@ CANCEL_GRACE = timedelta(minutes=2)
 # A child id still held by a closing run of an earlier rollout: wait and retry.
 CHILD_ID_BUSY_WAIT = timedelta(seconds=15)
 CHILD_ID_BUSY_TRIES = 20
+# Children this run did not start (carried over by continue-as-new) are checked every
+# StateRolloutInput.carried_child_check_s (60 s) for having closed without reporting;
+# children it started are watched through their handles.
+CHILD_CHECK_TIMEOUT = timedelta(seconds=30)
+# Children watched (a child that closes without reporting fails its community), a busy
+# child id retried beside the other communities, requeued communities kept in position
+# order. Runs started before this patch keep the earlier behaviour until they continue as new.
+WATCH_CHILDREN_PATCH = "watch-children"
+
+
+def _silent_reason(err: ChildWorkflowError) -> str:
+    """How a child ended without reporting, in the words the community row keeps."""
+    cause = err.cause
+    if isinstance(cause, TerminatedError):
+        return "terminated"
+    if isinstance(cause, TemporalTimeoutError):
+        return "timed out"
+    if isinstance(cause, CancelledError):
+        return "cancelled"
+    if isinstance(cause, ApplicationError):
+        return f"failed: {cause.type or 'Error'}: {cause.message}"[:2000]
+    return f"failed: {cause or err}"[:2000]
 
 
 def validate_input(inp: StateRolloutInput) -> list[str]:
@@ -134,7 +168,14 @@ class StateRolloutWorkflow:
         # What the database and the search attributes currently say.
         self._recorded_status = self._status
         self._completed_at: datetime | None = None
-        self._busy_tries: dict[int, int] = {}
+        self._busy_tries: dict[int, int] = dict(carry.busy_tries) if carry else {}
+        # Set in run(): whether this run follows WATCH_CHILDREN_PATCH.
+        self._watching = False
+        # Communities whose child this run started, watched through their handles.
+        self._watched: set[int] = set()
+        # Communities waiting for a busy child id to be released (a timer requeues them).
+        self._waiting_ids: dict[int, CommunityRef] = {}
+        self._jobs: list[asyncio.Task[None]] = []
 
     # ----------------------------------------------------------------------------------
     # signals and the query
@@ -192,7 +233,7 @@ class StateRolloutWorkflow:
         if result.status is CommunityStatus.PAUSED:
             # The community could not run for a rollout-wide reason: it goes back to the
             # front of the queue, and the rollout pauses with that reason.
-            self._buffer.insert(0, CommunityRef(**entry.model_dump(exclude={"started_at"})))
+            self._requeue(CommunityRef(**entry.model_dump(exclude={"started_at"})))
             self._pause(result.pause_reason or "a community could not run")
             return
         if result.status is CommunityStatus.COMPLETED:
@@ -236,6 +277,9 @@ class StateRolloutWorkflow:
 
     @workflow.run
     async def run(self, inp: StateRolloutInput) -> RolloutSummary:
+        self._watching = workflow.patched(WATCH_CHILDREN_PATCH)
+        if self._watching:
+            self._spawn(self._watch_carried_children(), "watch carried children")
         try:
             if inp.carry is None:
                 await self._initiate(inp)
@@ -293,8 +337,8 @@ class StateRolloutWorkflow:
             return True
         if self._should_continue_as_new():
             return True
-        if self._exhausted and not self._buffer and not self._in_flight:
-            return True  # nothing left, even if paused meanwhile
+        if self._nothing_left():
+            return True  # even if paused meanwhile
         if self._paused:
             return False
         return len(self._in_flight) < self._batch_size and bool(self._buffer or not self._exhausted)
@@ -309,18 +353,18 @@ class StateRolloutWorkflow:
                 continue
             if self._should_continue_as_new():
                 await self._continue_as_new()
-            if self._exhausted and not self._buffer and not self._in_flight:
+            if self._nothing_left():
                 return  # every community has finished
             if self._paused or len(self._in_flight) >= self._batch_size:
                 continue
             ref = await self._next_community()
             if ref is None:
-                if not self._in_flight:
+                if self._nothing_left():
                     return  # every community has finished
                 continue
             budget_problem = self._budget_problem()
             if budget_problem:
-                self._buffer.insert(0, ref)
+                self._requeue(ref)
                 self._pause(budget_problem)
                 continue
             await self._start_child(ref)
@@ -347,9 +391,11 @@ class StateRolloutWorkflow:
         self._in_flight[ref.community_rollout_id] = InFlightCommunity(
             **ref.model_dump(), started_at=workflow.now()
         )
+        if self._watching:
+            self._watched.add(ref.community_rollout_id)  # through its handle, not a check
         self._update_details()
         try:
-            await workflow.start_child_workflow(
+            handle = await workflow.start_child_workflow(
                 CommunityRolloutWorkflow.run,
                 CommunityRolloutInput(
                     rollout_id=self._rollout_id,
@@ -375,14 +421,110 @@ class StateRolloutWorkflow:
         except WorkflowAlreadyStartedError:
             # The id is still held by a closing child of an earlier rollout of this state.
             del self._in_flight[ref.community_rollout_id]
+            self._watched.discard(ref.community_rollout_id)
             tries = self._busy_tries.get(ref.community_rollout_id, 0) + 1
             self._busy_tries[ref.community_rollout_id] = tries
             if tries >= CHILD_ID_BUSY_TRIES:
                 await self._record_unstartable(ref)
                 return
             workflow.logger.warning("community %s still running elsewhere; retrying", ref.name)
+            if self._watching:
+                # The other communities go on meanwhile; a timer requeues this one.
+                self._waiting_ids[ref.community_rollout_id] = ref
+                self._spawn(self._retry_busy_later(ref), f"retry {ref.name}")
+                return
             self._buffer.insert(0, ref)
             await workflow.sleep(CHILD_ID_BUSY_WAIT, summary="child id busy")
+            return
+        if self._watching:
+            self._spawn(self._watch_child(ref, handle), f"watch {ref.name}")
+
+    def _spawn(self, job: Coroutine[Any, Any, None], name: str) -> None:
+        """A background job of this run; finished ones are dropped as new ones start."""
+        self._jobs = [j for j in self._jobs if not j.done()]
+        self._jobs.append(asyncio.create_task(job, name=name))
+
+    async def _retry_busy_later(self, ref: CommunityRef) -> None:
+        await workflow.sleep(CHILD_ID_BUSY_WAIT, summary=f"child id of {ref.name} busy")
+        if self._waiting_ids.pop(ref.community_rollout_id, None) is not None:
+            self._requeue(ref)
+
+    def _requeue(self, ref: CommunityRef) -> None:
+        """Put a community back in the queue: in position order (the order it was planned
+        in), or at the front for runs from before WATCH_CHILDREN_PATCH."""
+        if not self._watching:
+            self._buffer.insert(0, ref)
+            return
+        index = next(
+            (i for i, queued in enumerate(self._buffer) if queued.position > ref.position),
+            len(self._buffer),
+        )
+        self._buffer.insert(index, ref)
+
+    def _nothing_left(self) -> bool:
+        return (
+            self._exhausted and not self._buffer and not self._in_flight and not self._waiting_ids
+        )
+
+    # ----------------------------------------------------------------------------------
+    # children that close without reporting
+    # ----------------------------------------------------------------------------------
+
+    async def _watch_child(
+        self, ref: CommunityRef, handle: workflow.ChildWorkflowHandle[Any, CommunityResult]
+    ) -> None:
+        """A child reports by signal before it closes; one that closes without reporting
+        (terminated, timed out, failed) fails its community with the reason."""
+        try:
+            await handle
+        except ChildWorkflowError as err:
+            await self._close_silent(ref.community_rollout_id, _silent_reason(err))
+
+    async def _watch_carried_children(self) -> None:
+        """Children started by an earlier run have no handle here: ask Temporal about them
+        every `carried_child_check_s` while any is in flight."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self._carried_in_flight()))
+            await workflow.sleep(
+                timedelta(seconds=self._input.carried_child_check_s),
+                summary="check carried children",
+            )
+            carried = self._carried_in_flight()
+            if not carried:
+                continue
+            by_id = {community_workflow_id(self._state, c.community_id): c for c in carried}
+            closed = await workflow.execute_activity_method(
+                ChildWatchActivities.closed_children,
+                ChildCheck(workflow_ids=list(by_id)),
+                start_to_close_timeout=CHILD_CHECK_TIMEOUT,
+                retry_policy=RECORD_RETRY,
+                summary=f"check {len(by_id)} carried children",
+            )
+            for child in closed:
+                await self._close_silent(
+                    by_id[child.workflow_id].community_rollout_id, child.reason
+                )
+
+    def _carried_in_flight(self) -> list[InFlightCommunity]:
+        return [c for cr_id, c in self._in_flight.items() if cr_id not in self._watched]
+
+    async def _close_silent(self, community_rollout_id: int, reason: str) -> None:
+        entry = self._in_flight.get(community_rollout_id)
+        if entry is None or self._rollout_id is None:
+            return  # it reported after all
+        workflow.logger.warning("community %s closed without reporting: %s", entry.name, reason)
+        result = await record(
+            RolloutRecordActivities.close_silent_community,
+            SilentCommunity(
+                rollout_id=self._rollout_id,
+                community_rollout_id=community_rollout_id,
+                community_id=entry.community_id,
+                reason=reason,
+            ),
+            summary=f"{entry.name}: {reason}",
+        )
+        if community_rollout_id in self._in_flight:
+            self.community_finished(result)
 
     async def _record_unstartable(self, ref: CommunityRef) -> None:
         assert self._rollout_id is not None
@@ -467,7 +609,10 @@ class StateRolloutWorkflow:
             started_at=self._started_at,
             cursor=self._cursor,
             exhausted=self._exhausted,
-            requeued=self._buffer,
+            # Communities waiting for a busy child id go first: the next run retries them.
+            requeued=sorted([*self._waiting_ids.values(), *self._buffer], key=lambda c: c.position)
+            if self._watching
+            else self._buffer,
             in_flight=list(self._in_flight.values()),
             totals=self._totals,
             batch_size=self._batch_size,
@@ -475,6 +620,7 @@ class StateRolloutWorkflow:
             paused_reason=self._paused_reason,
             cancel_requested=self._cancel_requested,
             runs=self._runs + 1,
+            busy_tries=self._busy_tries,
         )
         workflow.logger.info(
             "continuing %s as new (run %s, %s events)",

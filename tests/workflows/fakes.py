@@ -41,6 +41,7 @@ from rollout.payloads import (
     PhaseResult,
     RolloutStatusChange,
     RolloutSummary,
+    SilentCommunity,
 )
 from rollout.phases.discovery.payloads import (
     BuyRequest,
@@ -76,6 +77,7 @@ FINALIZE = "finalize_rollout"
 BEGIN = "begin_community"
 MARK_PHASE = "mark_phase"
 FINISH = "finish_community"
+CLOSE_SILENT = "close_silent_community"
 DISCOVERY_PLAN = "discovery_plan"
 DISCOVERY_PLAN_PURCHASES = "discovery_plan_purchases"
 DISCOVERY_COVER_CHECK = "discovery_cover_check"
@@ -91,6 +93,7 @@ PLACES_BUY = "places_buy"
 PLACES_ENRICH = "places_enrich"
 
 # What one community yields when its phases complete.
+FINAL = frozenset({CommunityStatus.COMPLETED, CommunityStatus.FAILED, CommunityStatus.CANCELLED})
 BUSINESSES_PER_COMMUNITY = 7
 NEWS_SOURCES_PER_COMMUNITY = 2
 # How often a held activity heartbeats (real time), so a cancel reaches it quickly.
@@ -229,6 +232,7 @@ class FakeRolloutDb:
             self.begin_community,
             self.mark_phase,
             self.finish_community,
+            self.close_silent_community,
             self.discovery_plan,
             self.discovery_plan_purchases,
             self.discovery_cover_check,
@@ -384,6 +388,24 @@ class FakeRolloutDb:
             failed_phase=inp.failed_phase,
             error=inp.error,
             pause_reason=inp.pause_reason,
+        )
+
+    @activity.defn(name=CLOSE_SILENT)
+    async def close_silent_community(self, inp: SilentCommunity) -> CommunityResult:
+        """Like the real one: a community that recorded its end keeps it."""
+        await self._enter(CLOSE_SILENT, inp.community_id, detail=inp.reason)
+        row = self._community(inp.community_rollout_id)
+        if row.status not in FINAL:
+            row.status = CommunityStatus.FAILED
+        self._running.discard(inp.community_id)
+        return CommunityResult(
+            community_rollout_id=inp.community_rollout_id,
+            community_id=inp.community_id,
+            status=row.status,
+            businesses_discovered=row.businesses,
+            news_sources_created=row.news_sources,
+            cost_usd=row.cost_usd,
+            error=inp.reason if row.status is CommunityStatus.FAILED else None,
         )
 
     @activity.defn(dynamic=True)

@@ -34,6 +34,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.children import ChildWatchActivities
 from rollout.contract import (
     PLACES_TASK_QUEUE,
     ROLLOUT_TASK_QUEUE,
@@ -109,7 +110,8 @@ class FastRollout:
                 env.client,
                 task_queue=ROLLOUT_TASK_QUEUE,
                 workflows=WORKFLOWS,
-                activities=db.activities(),
+                # The real children check: it asks the test server itself.
+                activities=[*db.activities(), ChildWatchActivities(env.client).closed_children],
                 workflow_runner=sandbox_runner(),
                 disable_eager_activity_execution=True,
                 max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,

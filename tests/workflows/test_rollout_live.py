@@ -23,7 +23,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from devstack.embedded import temporal_cli as temporal_binary
-from rollout.contract import state_workflow_id
+from rollout.contract import community_workflow_id, state_workflow_id
 from rollout.payloads import BatchSizeInput, PauseInput, PhaseInput, PhaseResult, ResumeInput
 from rollout.phases.discovery.payloads import Box, DiscoveryInput
 from rollout.phases.discovery.planning import bounding_box
@@ -704,3 +704,82 @@ async def test_enrichment_workflow_continues_as_new_and_pays_each_place_once(
     assert await env.scalar("SELECT count(*) FROM businesses WHERE enriched_at IS NOT NULL") == (
         with_site
     )
+
+
+async def test_a_terminated_child_fails_its_community_and_the_window_refills(
+    rollout_env: RolloutEnv,
+) -> None:
+    """The reproduction from the field: batch size 1, its only child terminated from the
+    `temporal` CLI. The state workflow notices, fails the community with the reason and
+    starts the next one (it used to sit at "processing: 1" for ever)."""
+    env = rollout_env
+    handle = await env.start("DE", batch_size=1)
+    doc = await env.wait_for("DE", lambda d: len(d.in_flight) == 1, what="one child running")
+    victim = doc.in_flight[0]
+    await env.client.get_workflow_handle(
+        community_workflow_id("DE", victim.community_id)
+    ).terminate("terminated by an operator")
+    doc = await env.wait_for(
+        "DE",
+        lambda d: d.rollout.failed_communities == 1 and d.status_breakdown.completed >= 1,
+        what="the terminated community failed and the next one done",
+    )
+    row = (
+        await env.rows(
+            "SELECT status, error FROM community_rollouts WHERE id = :i",
+            i=victim.community_rollout_id,
+        )
+    )[0]
+    assert tuple(row) == ("failed", "terminated")
+    assert victim.community_id not in [c.community_id for c in doc.in_flight]
+    await handle.signal(StateRolloutWorkflow.cancel)
+    summary = await handle.result()
+    assert summary.failed == 1
+
+
+async def test_a_child_terminated_after_continue_as_new_is_noticed(
+    rollout_env: RolloutEnv,
+) -> None:
+    """A child started by an earlier run of the state workflow has no handle in the current
+    one: the periodic check (every carried_child_check_s) finds it closed."""
+    env = rollout_env
+    handle = await env.start(
+        "DE", batch_size=1, continue_as_new_after_events=30, carried_child_check_s=1.0
+    )
+    victim = None
+    deadline = asyncio.get_running_loop().time() + 120
+    while victim is None:
+        assert asyncio.get_running_loop().time() < deadline, "no child outlived its parent run"
+        doc = await env.progress("DE")
+        current_run = (
+            await env.client.get_workflow_handle(state_workflow_id("DE")).describe()
+        ).run_id
+        for child in doc.in_flight:
+            child_handle = env.client.get_workflow_handle(
+                community_workflow_id("DE", child.community_id)
+            )
+            described = await child_handle.describe()
+            if (
+                described.status == WorkflowExecutionStatus.RUNNING
+                and described.parent_run_id != current_run
+            ):
+                await child_handle.terminate("terminated by an operator")
+                victim = child
+                break
+        else:
+            await asyncio.sleep(0.2)
+    await env.wait_for(
+        "DE",
+        lambda d: victim.community_id not in [c.community_id for c in d.in_flight],
+        within=60,
+        what="the carried child noticed",
+    )
+    row = (
+        await env.rows(
+            "SELECT status, error FROM community_rollouts WHERE id = :i",
+            i=victim.community_rollout_id,
+        )
+    )[0]
+    assert tuple(row) == ("failed", "terminated")
+    await handle.signal(StateRolloutWorkflow.cancel)
+    await handle.result()
