@@ -439,7 +439,7 @@ async def test_invalid_input_fails_with_one_message(rollout_env: RolloutEnv) -> 
         await handle.result()
     message = str(failure.value.cause)
     assert "batch_size 0 is outside 1-200" in message
-    assert "throttle_ms -5 must be 0 or more" in message
+    assert "throttle_ms -5 is outside 0-10000" in message
     assert await env.scalar("SELECT count(*) FROM state_rollouts") == 0
 
 
