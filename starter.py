@@ -38,6 +38,7 @@ from rollout.logsetup import configure_logging
 from rollout.payloads import (
     MAX_BATCH_SIZE,
     MIN_BATCH_SIZE,
+    CommandAnswer,
     ProgressDocument,
     RolloutSettings,
     RolloutSummary,
@@ -455,21 +456,24 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_pause(args: argparse.Namespace, settings: Settings) -> None:
-    async def go() -> None:
+    async def go() -> CommandAnswer:
         client = await control.connect(settings)
-        await control.pause(client, args.state, args.reason)
+        return await control.pause(client, args.state, args.reason)
 
-    asyncio.run(go())
-    console.print(f"pause sent to {args.state}: running communities finish, no new ones start")
+    answer = asyncio.run(go())
+    console.print(
+        f"pause sent to {args.state}: {answer.message}; running communities finish, "
+        "no new ones start"
+    )
 
 
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> None:
-    async def go() -> None:
+    async def go() -> CommandAnswer:
         client = await control.connect(settings)
-        await control.resume(client, args.state, args.budget)
+        return await control.resume(client, args.state, args.budget)
 
-    asyncio.run(go())
-    console.print(f"resume sent to {args.state}")
+    answer = asyncio.run(go())
+    console.print(f"resume sent to {args.state}: {answer.message}")
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> None:
@@ -485,12 +489,12 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_set_batch_size(args: argparse.Namespace, settings: Settings) -> None:
-    async def go() -> None:
+    async def go() -> CommandAnswer:
         client = await control.connect(settings)
-        await control.set_batch_size(client, args.state, args.batch_size)
+        return await control.set_batch_size(client, args.state, args.batch_size)
 
-    asyncio.run(go())
-    console.print(f"batch size of {args.state} set to {args.batch_size}")
+    answer = asyncio.run(go())
+    console.print(answer.message)
 
 
 def cmd_progress(args: argparse.Namespace, settings: Settings) -> None:

@@ -5,12 +5,18 @@ Every failure an operator can act on is a ControlError with one line that says w
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -18,7 +24,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from rollout.contract import ROLLOUT_TASK_QUEUE, state_workflow_id
@@ -27,6 +33,7 @@ from rollout.db.errors import is_connection_error, unavailable
 from rollout.db.session import create_engine
 from rollout.payloads import (
     BatchSizeInput,
+    CommandAnswer,
     PauseInput,
     ProgressDocument,
     ResumeInput,
@@ -45,6 +52,8 @@ from workflows.state_rollout import (
 )
 
 QUERY_TIMEOUT = timedelta(seconds=10)
+# An operator command waits this long for a worker to take it.
+UPDATE_TIMEOUT = timedelta(seconds=30)
 
 
 class ControlError(Exception):
@@ -310,22 +319,46 @@ async def progress(client: Client, settings: Settings, state: str) -> ProgressDo
     return document
 
 
-async def pause(client: Client, state: str, reason: str | None) -> ProgressDocument:
-    handle = await running_handle(client, state)
-    current = await handle.query(StateRolloutWorkflow.progress, rpc_timeout=QUERY_TIMEOUT)
-    if current.rollout.status is RolloutStatus.PAUSED:
-        raise ControlError(f"{state} is already paused ({current.paused_reason})")
-    await handle.signal(StateRolloutWorkflow.pause, PauseInput(reason=reason))
-    return current
+async def _command(state: str, update: Awaitable[CommandAnswer]) -> CommandAnswer:
+    """Await an operator command sent as an Update: the workflow validates it and answers,
+    so a refusal comes back as its own reason, and nothing is changed."""
+    try:
+        return await update
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
+        raise ControlError(message) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
+            raise ControlError(
+                f"no worker answered for {state} within {UPDATE_TIMEOUT.seconds} s; "
+                "is `python worker.py` running?"
+            ) from None
+        raise
 
 
-async def resume(client: Client, state: str, budget_usd: Decimal | None) -> ProgressDocument:
+async def pause(client: Client, state: str, reason: str | None) -> CommandAnswer:
     handle = await running_handle(client, state)
-    current = await handle.query(StateRolloutWorkflow.progress, rpc_timeout=QUERY_TIMEOUT)
-    if current.rollout.status is not RolloutStatus.PAUSED:
-        raise ControlError(f"{state} is not paused (it is {current.rollout.status.value})")
-    await handle.signal(StateRolloutWorkflow.resume, ResumeInput(budget_usd=budget_usd))
-    return current
+    return await _command(
+        state,
+        handle.execute_update(
+            StateRolloutWorkflow.pause_rollout,
+            PauseInput(reason=reason),
+            rpc_timeout=UPDATE_TIMEOUT,
+        ),
+    )
+
+
+async def resume(client: Client, state: str, budget_usd: Decimal | None) -> CommandAnswer:
+    handle = await running_handle(client, state)
+    return await _command(
+        state,
+        handle.execute_update(
+            StateRolloutWorkflow.resume_rollout,
+            ResumeInput(budget_usd=budget_usd),
+            rpc_timeout=UPDATE_TIMEOUT,
+        ),
+    )
 
 
 async def cancel(client: Client, state: str) -> None:
@@ -333,10 +366,16 @@ async def cancel(client: Client, state: str) -> None:
     await handle.signal(StateRolloutWorkflow.cancel)
 
 
-async def set_batch_size(client: Client, state: str, batch_size: int) -> None:
-    inp = BatchSizeInput(batch_size=batch_size)
+async def set_batch_size(client: Client, state: str, batch_size: int) -> CommandAnswer:
     handle = await running_handle(client, state)
-    await handle.signal(StateRolloutWorkflow.set_batch_size, inp)
+    return await _command(
+        state,
+        handle.execute_update(
+            StateRolloutWorkflow.change_batch_size,
+            BatchSizeInput(batch_size=batch_size),
+            rpc_timeout=UPDATE_TIMEOUT,
+        ),
+    )
 
 
 @dataclass

@@ -51,6 +51,15 @@ class Signal(StrEnum):
     COMMUNITY_FINISHED = "community_finished"
 
 
+class Update(StrEnum):
+    """Operator commands that can be refused: the caller gets the workflow's own answer
+    (or its reason for refusing) instead of a fire-and-forget signal."""
+
+    PAUSE = "pause_rollout"
+    RESUME = "resume_rollout"
+    SET_BATCH_SIZE = "change_batch_size"
+
+
 class Query(StrEnum):
     PROGRESS = "progress"
     PHASE = "phase"

@@ -233,6 +233,13 @@ class BatchSizeInput(Payload):
     batch_size: int
 
 
+class CommandAnswer(Payload):
+    """What a state rollout says to an operator command it accepted."""
+
+    message: str
+    status: RolloutStatus
+
+
 class ProgressRollout(Payload):
     id: int | None
     state_code: str

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         Query,
         SearchAttribute,
         Signal,
+        Update,
         WorkflowType,
         community_workflow_id,
     )
@@ -56,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         MIN_BATCH_SIZE,
         BatchSizeInput,
         ChildCheck,
+        CommandAnswer,
         CommunityFinish,
         CommunityPage,
         CommunityPageInput,
@@ -78,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
         Totals,
         cents,
     )
+    from rollout.progress import FINISHED as FINISHED_STATUSES
     from rollout.progress import RolloutFacts, average_cost, build_progress
     from rollout.states import STATE_NAMES
     from rollout.status import CommunityStatus, RolloutStatus
@@ -223,6 +226,56 @@ class StateRolloutWorkflow:
         workflow.logger.info("batch size %s -> %s", self._batch_size, inp.batch_size)
         self._batch_size = inp.batch_size
         self._update_details()
+
+    # -- the same commands as Updates: validated first, answered by the workflow itself --
+
+    @workflow.update(name=Update.PAUSE)
+    def pause_rollout(self, inp: PauseInput) -> CommandAnswer:
+        self.pause(inp)
+        return self._answer(f"paused ({self._paused_reason})")
+
+    @pause_rollout.validator
+    def _validate_pause(self, inp: PauseInput) -> None:
+        self._refuse_if_finished()
+        if self._paused:
+            raise ValueError(f"{self._state} is already paused ({self._paused_reason})")
+
+    @workflow.update(name=Update.RESUME)
+    def resume_rollout(self, inp: ResumeInput) -> CommandAnswer:
+        self.resume(inp)
+        budget = f" with a ${cents(self._budget)} budget" if self._budget else ""
+        return self._answer(f"resumed{budget}")
+
+    @resume_rollout.validator
+    def _validate_resume(self, inp: ResumeInput) -> None:
+        self._refuse_if_finished()
+        if not self._paused:
+            raise ValueError(f"{self._state} is not paused (it is {self._status.value})")
+        if inp.budget_usd is not None and inp.budget_usd <= 0:
+            raise ValueError(f"budget {inp.budget_usd} must be positive")
+
+    @workflow.update(name=Update.SET_BATCH_SIZE)
+    def change_batch_size(self, inp: BatchSizeInput) -> CommandAnswer:
+        before = self._batch_size
+        self.set_batch_size(inp)
+        return self._answer(f"batch size {before} -> {self._batch_size}")
+
+    @change_batch_size.validator
+    def _validate_batch_size(self, inp: BatchSizeInput) -> None:
+        self._refuse_if_finished()
+        if not MIN_BATCH_SIZE <= inp.batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(
+                f"batch size {inp.batch_size} is outside {MIN_BATCH_SIZE}-{MAX_BATCH_SIZE}"
+            )
+
+    def _refuse_if_finished(self) -> None:
+        if self._cancel_requested:
+            raise ValueError(f"{self._state}'s rollout is being cancelled")
+        if self._status in FINISHED_STATUSES:
+            raise ValueError(f"{self._state}'s rollout has ended ({self._status.value})")
+
+    def _answer(self, message: str) -> CommandAnswer:
+        return CommandAnswer(message=f"{self._state} {message}", status=self._status)
 
     @workflow.signal(name=Signal.COMMUNITY_FINISHED)
     def community_finished(self, result: CommunityResult) -> None:

@@ -91,7 +91,9 @@ async def test_operator_errors_and_watch_through_a_live_rollout(rollout_env: Rol
         assert "pause sent to DE" in await succeeds(env, "pause", "DE", "--reason", "lunch")
         await env.wait_for("DE", lambda d: d.rollout.status is RolloutStatus.PAUSED, what="pause")
         await fails_with(env, "DE is already paused (lunch)", "pause", "DE")
-        await succeeds(env, "resume", "DE")
+        assert "DE resumed" in await succeeds(env, "resume", "DE")
+        # Updates: the workflow's own answer is printed.
+        assert "DE batch size 1 -> 2" in await succeeds(env, "set-batch-size", "DE", "2")
         await env.wait_for(
             "DE", lambda d: d.rollout.status is RolloutStatus.IN_PROGRESS, what="resume"
         )
