@@ -3,7 +3,7 @@
 # `create` fails when they exist already; that is fine on a re-run.
 set -eu
 NAMESPACE="${DEFAULT_NAMESPACE:-default}"
-for attribute in RolloutStateCode RolloutStatus; do
+for attribute in RolloutStateCode RolloutStatus RolloutCommunityStatus; do
   temporal operator search-attribute create --address "$TEMPORAL_ADDRESS" -n "$NAMESPACE" \
     --name "$attribute" --type Keyword ||
     temporal operator search-attribute list --address "$TEMPORAL_ADDRESS" -n "$NAMESPACE" |

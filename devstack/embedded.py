@@ -30,12 +30,13 @@ from typing import IO
 
 import httpx
 
+from rollout.contract import SearchAttribute
 from rollout.settings import DEFAULT_DATABASE_NAME, Settings, embedded_database_url
 
 log = logging.getLogger(__name__)
 
 # The contract's search attributes (ARCHITECTURE.md section 2).
-SEARCH_ATTRIBUTES: dict[str, str] = {"RolloutStateCode": "Keyword", "RolloutStatus": "Keyword"}
+SEARCH_ATTRIBUTES: dict[str, str] = {name.value: "Keyword" for name in SearchAttribute}
 
 POSTGRES_OS_USER = "embedded_postgres"  # postgres refuses to run as root
 _PR_SET_PDEATHSIG = 1

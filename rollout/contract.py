@@ -71,6 +71,8 @@ class Query(StrEnum):
 class SearchAttribute(StrEnum):
     STATE_CODE = "RolloutStateCode"
     STATUS = "RolloutStatus"
+    # On each community's workflow: processing, then completed, failed, cancelled or paused.
+    COMMUNITY_STATUS = "RolloutCommunityStatus"
 
 
 # -- error types (ApplicationError.type) ---------------------------------------------------
@@ -88,6 +90,8 @@ class ErrorType(StrEnum):
     INVALID_ROLLOUT_INPUT = "InvalidRolloutInput"
     # The state already has an active rollout row.
     ACTIVE_ROLLOUT_EXISTS = "ActiveRolloutExists"
+    # A community's workflow ends with this after it reported its failure to the rollout.
+    COMMUNITY_FAILED = "CommunityFailed"
     # Places request errors no retry can help (the names of rollout.places.errors classes).
     PLACES_INVALID_REQUEST = "InvalidRequestError"
     PLACES_NOT_FOUND = "NotFoundError"

@@ -14,6 +14,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         PHASE_NON_RETRYABLE,
         ErrorType,
         Query,
+        SearchAttribute,
         Signal,
         WorkflowType,
         discovery_workflow_id,
@@ -65,6 +67,8 @@ PHASE_ACTIVITIES: dict[Phase, Activity[PhaseInput, PhaseResult]] = {
 # workflow; histories recorded with the patch marker still replay. See "Patches" in
 # docs/architecture.md for when this call is removed.
 ENRICHMENT_CHILD_PATCH = "phase4-enrichment-workflow"
+COMMUNITY_STATUS_PATCH = "community-status"
+COMMUNITY_STATUS_KEY = SearchAttributeKey.for_keyword(SearchAttribute.COMMUNITY_STATUS)
 PHASE_TIMEOUT = timedelta(minutes=30)
 # Every phase activity heartbeats every few seconds, so a worker that dies mid-phase is
 # noticed within this (not PHASE_TIMEOUT) and the phase resumes elsewhere, from its
@@ -112,6 +116,14 @@ class CommunityRolloutWorkflow:
             community_id=inp.community_id,
             status=CommunityStatus.COMPLETED,
         )
+        # Patched: the workflow carries its community's status as a search attribute and
+        # ends Failed when its community failed (after reporting it), so failures show in
+        # the Web UI. Runs started before keep the earlier behaviour.
+        show_status = workflow.patched(COMMUNITY_STATUS_PATCH)
+        if show_status:
+            workflow.upsert_search_attributes(
+                [COMMUNITY_STATUS_KEY.value_set(CommunityStatus.PROCESSING.value)]
+            )
         cancelled = False
         try:
             await record(
@@ -130,8 +142,16 @@ class CommunityRolloutWorkflow:
             summary=f"{finish.status.value}: {inp.community_name}",
         )
         await self._report(inp, result)
+        if show_status:
+            workflow.upsert_search_attributes([COMMUNITY_STATUS_KEY.value_set(result.status.value)])
         if cancelled:
             raise CancelledError("cancelled with the rollout")
+        if show_status and result.status is CommunityStatus.FAILED:
+            raise ApplicationError(
+                f"{inp.community_name} failed in phase {result.failed_phase}: {result.error}",
+                type=ErrorType.COMMUNITY_FAILED,
+                non_retryable=True,
+            )
         return result
 
     async def _run_phases(

@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 
-from rollout.contract import state_workflow_id
+from temporalio.client import WorkflowExecutionStatus
+
+from rollout.contract import community_workflow_id, state_workflow_id
 from rollout.payloads import RolloutSummary
 from rollout.status import RolloutStatus
 from tests.cli.test_starter_cli import one_error_line
@@ -21,6 +23,7 @@ from tests.support.rollout_harness import (
     emulator,  # noqa: F401 - fixture
     rollout_env,  # noqa: F401 - fixture
 )
+from workflows.community_rollout import COMMUNITY_STATUS_KEY
 from workflows.state_rollout import CANCEL_GRACE
 
 
@@ -214,6 +217,13 @@ async def test_failures_are_listed_and_retried_without_sql(rollout_env: RolloutE
         assert community["verification"]["passed"] is False
     table = await succeeds(env, "failures", "DE")
     assert listed["failed"][0]["name"] in table
+    # In the Web UI a failed community's workflow is Failed, and searchable as such.
+    child = env.client.get_workflow_handle(
+        community_workflow_id("DE", listed["failed"][0]["community_id"])
+    )
+    described = await child.describe()
+    assert described.status == WorkflowExecutionStatus.FAILED
+    assert described.typed_search_attributes.get(COMMUNITY_STATUS_KEY) == "failed"
 
     # Fixed (the threshold lifted): only the failed communities run again.
     env.stop_worker(signal.SIGTERM)
