@@ -35,6 +35,7 @@ from activities.children import ChildWatchActivities
 from activities.discovery import DiscoveryActivities
 from activities.enrichment import EnrichmentActivities
 from activities.news_sources import NewsSourceActivities
+from activities.outages import OutageInterceptor, ServiceProbeActivities
 from activities.records import RolloutRecordActivities
 from activities.seeding import SeedingActivities
 from activities.verification import VerificationActivities
@@ -179,6 +180,7 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
         # the server's dispatch path.
         disable_eager_activity_execution=True,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        interceptors=[OutageInterceptor()],
     )
     places_worker = Worker(
         client,
@@ -187,7 +189,9 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
             discovery.places_search_page,
             discovery.places_buy,
             enrichment.places_enrich,
+            ServiceProbeActivities(res.sessions, res.places).services_available,
         ],
+        interceptors=[OutageInterceptor()],
         max_task_queue_activities_per_second=places_rate(settings.places_qpm),
         disable_eager_activity_execution=True,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

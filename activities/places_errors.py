@@ -17,11 +17,12 @@ def to_temporal_error(error: PlacesError) -> ApplicationError:
     """Rollout-wide problems (bad key, API disabled, daily quota gone) stop at once and
     pause the rollout; transient errors retry after the delay the API asked for (at least
     30 s after a per-minute 429); request errors fail without retry."""
-    if isinstance(error, PermissionDeniedError) or (
-        isinstance(error, QuotaExceededError) and error.per_day
-    ):
-        what = "daily quota exhausted" if isinstance(error, QuotaExceededError) else error.message
-        return ApplicationError(what, type=ErrorType.PLACES_ACCESS, non_retryable=True)
+    if isinstance(error, QuotaExceededError) and error.per_day:
+        return ApplicationError(
+            "daily quota exhausted", type=ErrorType.PLACES_DAILY_QUOTA, non_retryable=True
+        )
+    if isinstance(error, PermissionDeniedError):
+        return ApplicationError(error.message, type=ErrorType.PLACES_ACCESS, non_retryable=True)
     if not error.retryable:
         return ApplicationError(error.message, type=type(error).__name__, non_retryable=True)
     delay = timedelta(seconds=error.retry_after) if error.retry_after is not None else None

@@ -105,6 +105,7 @@ class RolloutRecordActivities:
             failed_phase=inp.failed_phase,
             error=inp.error,
             pause_reason=inp.pause_reason,
+            resume_when=inp.resume_when,
         )
 
     @activity.defn(name="close_silent_community")

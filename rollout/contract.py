@@ -80,6 +80,8 @@ class ErrorType(StrEnum):
     # Invalid key, API disabled, daily quota gone: the community reports "paused" and its
     # state rollout pauses with the reason.
     PLACES_ACCESS = "PlacesAccessError"
+    # The daily quota is gone: like PLACES_ACCESS, and Google resets it at midnight Pacific.
+    PLACES_DAILY_QUOTA = "PlacesDailyQuotaError"
     # A phase's own check failed (verification thresholds, a community with no region).
     PHASE_THRESHOLD_FAILED = "PhaseThresholdFailed"
     # A phase's settings are unusable (e.g. a field mask the API would refuse).
@@ -92,6 +94,12 @@ class ErrorType(StrEnum):
     ACTIVE_ROLLOUT_EXISTS = "ActiveRolloutExists"
     # A community's workflow ends with this after it reported its failure to the rollout.
     COMMUNITY_FAILED = "CommunityFailed"
+    # Postgres could not be reached (raised for any activity by activities/outages.py).
+    DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+    # Places answered 5xx, timed out or could not be reached (rollout.places.errors names).
+    PLACES_SERVER = "ServerError"
+    PLACES_TIMEOUT = "PlacesTimeoutError"
+    PLACES_CONNECTION = "PlacesConnectionError"
     # Places request errors no retry can help (the names of rollout.places.errors classes).
     PLACES_INVALID_REQUEST = "InvalidRequestError"
     PLACES_NOT_FOUND = "NotFoundError"
@@ -100,6 +108,7 @@ class ErrorType(StrEnum):
 # Errors that stop a phase activity's retries at once.
 PHASE_NON_RETRYABLE = (
     ErrorType.PLACES_ACCESS,
+    ErrorType.PLACES_DAILY_QUOTA,
     ErrorType.PHASE_THRESHOLD_FAILED,
     ErrorType.PHASE_CONFIG,
     ErrorType.ROLLOUT_INPUT,
@@ -107,9 +116,21 @@ PHASE_NON_RETRYABLE = (
 # Errors that stop a single Places request's retries at once.
 PLACES_NON_RETRYABLE = (
     ErrorType.PLACES_ACCESS,
+    ErrorType.PLACES_DAILY_QUOTA,
     ErrorType.PHASE_CONFIG,
     ErrorType.PLACES_INVALID_REQUEST,
     ErrorType.PLACES_NOT_FOUND,
+)
+# A phase that still fails with one of these after its retries did not fail on its own: a
+# service was out. The community goes back to the queue and the rollout pauses until the
+# service answers again.
+OUTAGE_ERRORS = frozenset(
+    {
+        ErrorType.DATABASE_UNAVAILABLE,
+        ErrorType.PLACES_SERVER,
+        ErrorType.PLACES_TIMEOUT,
+        ErrorType.PLACES_CONNECTION,
+    }
 )
 # Errors that stop a bookkeeping activity's retries at once.
 RECORD_NON_RETRYABLE = (ErrorType.ROLLOUT_INPUT, ErrorType.ACTIVE_ROLLOUT_EXISTS)

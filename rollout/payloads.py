@@ -96,8 +96,12 @@ class CommunityResult(Payload):
     failed_phase: int | None = None
     error: str | None = None
     # Set when the community could not run for a reason that concerns the whole rollout
-    # (invalid API key, API disabled, daily quota exhausted): the parent pauses.
+    # (invalid API key, API disabled, daily quota exhausted, a service out): the parent
+    # pauses.
     pause_reason: str | None = None
+    # How the parent may resume by itself: "outage" (once the services answer again) or
+    # "daily_quota" (at midnight Pacific time, when Google resets the quota).
+    resume_when: Literal["outage", "daily_quota"] | None = None
 
 
 class CommunityRolloutInput(Payload):
@@ -139,6 +143,8 @@ class StateRolloutInput(RolloutSettings):
     # How often children started by an earlier run are checked for having closed without
     # reporting (tests shorten it).
     carried_child_check_s: float = 60.0
+    # How often a rollout paused by an outage probes the services (tests shorten it).
+    service_probe_s: float = 60.0
     # Set only by continue-as-new.
     carry: StateRolloutCarry | None = None
 
@@ -173,6 +179,9 @@ class StateRolloutCarry(Payload):
     runs: int = 1
     # Failed starts of communities whose child id another workflow still held.
     busy_tries: dict[int, int] = Field(default_factory=dict)
+    resume_when: str | None = None
+    outage_pauses: dict[int, int] = Field(default_factory=dict)
+    to_fail: list[CommunityResult] = Field(default_factory=list)
 
 
 class InitiateRolloutInput(Payload):
@@ -301,6 +310,18 @@ class CommunityFinish(Payload):
     failed_phase: int | None = None
     error: str | None = None
     pause_reason: str | None = None
+    resume_when: Literal["outage", "daily_quota"] | None = None
+
+
+class ServiceCheck(Payload):
+    """Which services a paused rollout waits for; the answer is the first still out."""
+
+    places: bool = True
+    database: bool = True
+
+
+class ServiceStatus(Payload):
+    problem: str | None = None  # None: every service asked about answers
 
 
 class SilentCommunity(Payload):

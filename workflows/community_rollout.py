@@ -11,6 +11,7 @@ continued-as-new meanwhile.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -18,6 +19,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
+    ChildWorkflowError,
     FailureError,
     is_cancelled_exception,
 )
@@ -34,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.verification import VerificationActivities
     from activities.website_scan import WebsiteScanActivities
     from rollout.contract import (
+        OUTAGE_ERRORS,
         PHASE_NON_RETRYABLE,
         ErrorType,
         Query,
@@ -68,6 +71,9 @@ PHASE_ACTIVITIES: dict[Phase, Activity[PhaseInput, PhaseResult]] = {
 # docs/architecture.md for when this call is removed.
 ENRICHMENT_CHILD_PATCH = "phase4-enrichment-workflow"
 COMMUNITY_STATUS_PATCH = "community-status"
+# Patched: phases 1 and 4 (child workflows) retry like the other phases, and a phase that
+# still fails because a service is out pauses the rollout instead of failing the community.
+OUTAGE_PATCH = "outage-pause"
 COMMUNITY_STATUS_KEY = SearchAttributeKey.for_keyword(SearchAttribute.COMMUNITY_STATUS)
 PHASE_TIMEOUT = timedelta(minutes=30)
 # Every phase activity heartbeats every few seconds, so a worker that dies mid-phase is
@@ -98,6 +104,8 @@ def describe_failure(error: BaseException) -> str:
 class CommunityRolloutWorkflow:
     def __init__(self) -> None:
         self._phase: Phase | None = None
+        # Set in run(): whether this run follows OUTAGE_PATCH.
+        self._outages = False
 
     @workflow.query(name=Query.PHASE)
     def current_phase(self) -> int | None:
@@ -120,6 +128,7 @@ class CommunityRolloutWorkflow:
         # ends Failed when its community failed (after reporting it), so failures show in
         # the Web UI. Runs started before keep the earlier behaviour.
         show_status = workflow.patched(COMMUNITY_STATUS_PATCH)
+        self._outages = workflow.patched(OUTAGE_PATCH)
         if show_status:
             workflow.upsert_search_attributes(
                 [COMMUNITY_STATUS_KEY.value_set(CommunityStatus.PROCESSING.value)]
@@ -177,10 +186,29 @@ class CommunityRolloutWorkflow:
                     raise asyncio.CancelledError(str(err)) from err
                 cause = application_cause(err)
                 message = describe_failure(err)
-                if cause is not None and cause.type == ErrorType.PLACES_ACCESS:
+                kind = cause.type if cause is not None else None
+                if cause is not None and kind in (
+                    ErrorType.PLACES_ACCESS,
+                    ErrorType.PLACES_DAILY_QUOTA,
+                ):
                     workflow.logger.warning("%s paused: %s", inp.community_name, message)
                     finish.status = CommunityStatus.PAUSED
                     finish.pause_reason = f"Places: {cause.message}"
+                    if self._outages and kind == ErrorType.PLACES_DAILY_QUOTA:
+                        finish.resume_when = "daily_quota"
+                    return finish
+                if self._outages and cause is not None and kind in OUTAGE_ERRORS:
+                    # A service was out for longer than the phase's retries: not this
+                    # community's failure. It goes back to the queue; the rollout pauses
+                    # until the service answers again.
+                    at = workflow.now().strftime("%Y-%m-%d %H:%M UTC")
+                    workflow.logger.warning(
+                        "%s paused by an outage: %s", inp.community_name, message
+                    )
+                    finish.status = CommunityStatus.PAUSED
+                    finish.pause_reason = f"{cause.message} (phase {int(phase)}, at {at})"
+                    finish.resume_when = "outage"
+                    finish.failed_phase = int(phase)  # the phase row keeps the error
                     return finish
                 workflow.logger.warning(
                     "%s failed in phase %s: %s", inp.community_name, int(phase), message
@@ -196,11 +224,14 @@ class CommunityRolloutWorkflow:
         self, phase: Phase, phase_input: PhaseInput, inp: CommunityRolloutInput
     ) -> PhaseResult | None:
         if phase is Phase.DISCOVERY:
-            return await workflow.execute_child_workflow(
-                CommunityDiscoveryWorkflow.run,
-                DiscoveryInput(phase=phase_input, places_retry=inp.places_retry),
-                id=discovery_workflow_id(workflow.info().workflow_id),
-                static_summary=f"phase 1 discovery: {inp.community_name}",
+            return await self._with_phase_retries(
+                inp,
+                lambda: workflow.execute_child_workflow(
+                    CommunityDiscoveryWorkflow.run,
+                    DiscoveryInput(phase=phase_input, places_retry=inp.places_retry),
+                    id=discovery_workflow_id(workflow.info().workflow_id),
+                    static_summary=f"phase 1 discovery: {inp.community_name}",
+                ),
             )
         if phase is Phase.ENRICHMENT:
             if inp.skip_enrichment:
@@ -215,11 +246,14 @@ class CommunityRolloutWorkflow:
                 )
                 return None
             workflow.deprecate_patch(ENRICHMENT_CHILD_PATCH)
-            return await workflow.execute_child_workflow(
-                CommunityEnrichmentWorkflow.run,
-                EnrichmentInput(phase=phase_input, places_retry=inp.places_retry),
-                id=enrichment_workflow_id(workflow.info().workflow_id),
-                static_summary=f"phase 4 enrichment: {inp.community_name}",
+            return await self._with_phase_retries(
+                inp,
+                lambda: workflow.execute_child_workflow(
+                    CommunityEnrichmentWorkflow.run,
+                    EnrichmentInput(phase=phase_input, places_retry=inp.places_retry),
+                    id=enrichment_workflow_id(workflow.info().workflow_id),
+                    static_summary=f"phase 4 enrichment: {inp.community_name}",
+                ),
             )
         return await workflow.execute_activity_method(
             PHASE_ACTIVITIES[phase],
@@ -232,6 +266,29 @@ class CommunityRolloutWorkflow:
             retry_policy=retry_policy(inp.phase_retry, PHASE_NON_RETRYABLE),
             summary=f"phase {int(phase)}: {inp.community_name}",
         )
+
+    async def _with_phase_retries(
+        self, inp: CommunityRolloutInput, run: Callable[[], Awaitable[PhaseResult]]
+    ) -> PhaseResult:
+        """Phases 1 and 4 are child workflows: a failed run is run again by the phase's
+        retry policy, as the activity phases are (a new run re-plans; what it bought is
+        known and not bought again). Errors no retry can help end it at once."""
+        spec = inp.phase_retry
+        attempt = 1
+        while True:
+            try:
+                return await run()
+            except ChildWorkflowError as err:
+                cause = application_cause(err)
+                hopeless = is_cancelled_exception(err) or (
+                    cause is not None and (cause.non_retryable or cause.type in PHASE_NON_RETRYABLE)
+                )
+                if not self._outages or hopeless or attempt >= spec.attempts:
+                    raise
+                delay = min(spec.initial_s * spec.backoff ** (attempt - 1), spec.maximum_s)
+                workflow.logger.warning("phase failed (%s); again in %.0f s", cause, delay)
+                await workflow.sleep(timedelta(seconds=delay), summary=f"phase retry {attempt}")
+                attempt += 1
 
     async def _report(self, inp: CommunityRolloutInput, result: CommunityResult) -> None:
         parent = workflow.get_external_workflow_handle(inp.parent_workflow_id)

@@ -21,6 +21,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import (
+    RetryPolicy,
     SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
@@ -40,8 +41,10 @@ from workflows.community_rollout import CommunityRolloutWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.children import ChildWatchActivities
+    from activities.outages import ServiceProbeActivities
     from activities.records import RolloutRecordActivities
     from rollout.contract import (
+        PLACES_TASK_QUEUE,
         ROLLOUT_TASK_QUEUE,
         ErrorType,
         Query,
@@ -51,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         WorkflowType,
         community_workflow_id,
     )
+    from rollout.pacific import next_pacific_midnight
     from rollout.payloads import (
         MAX_BATCH_SIZE,
         MAX_THROTTLE_MS,
@@ -74,6 +78,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutSettings,
         RolloutStatusChange,
         RolloutSummary,
+        ServiceCheck,
         SilentCommunity,
         StateRolloutCarry,
         StateRolloutInput,
@@ -102,6 +107,14 @@ CHILD_CHECK_TIMEOUT = timedelta(seconds=30)
 # child id retried beside the other communities, requeued communities kept in position
 # order. Runs started before this patch keep the earlier behaviour until they continue as new.
 WATCH_CHILDREN_PATCH = "watch-children"
+# A pause the rollout took because a service was out ends by itself once a probe finds the
+# services answering (every StateRolloutInput.service_probe_s); one for the daily quota at midnight
+# Pacific time. A pause by the operator is never ended by the rollout.
+AUTO_RESUME_PATCH = "auto-resume"
+# A community paused by an "outage" again after the services answered the probe fails:
+# the error is its own (e.g. Places failing for its area only).
+OUTAGE_PAUSES_PER_COMMUNITY = 1
+SERVICE_PROBE_TIMEOUT = timedelta(seconds=60)
 
 
 def _silent_reason(err: ChildWorkflowError) -> str:
@@ -179,6 +192,15 @@ class StateRolloutWorkflow:
         # Communities waiting for a busy child id to be released (a timer requeues them).
         self._waiting_ids: dict[int, CommunityRef] = {}
         self._jobs: list[asyncio.Task[None]] = []
+        # Set in run(): whether this run follows AUTO_RESUME_PATCH.
+        self._auto_resume = False
+        # How a pause the rollout took by itself ends by itself: "outage" (when the
+        # services answer again) or "daily_quota" (at midnight Pacific); None: by hand.
+        self._resume_when: str | None = carry.resume_when if carry else None
+        # Outage pauses per community, to tell a community's own error from an outage.
+        self._outage_pauses: dict[int, int] = dict(carry.outage_pauses) if carry else {}
+        # Communities whose "outage" turned out to be their own error, to be recorded failed.
+        self._to_fail: list[CommunityResult] = list(carry.to_fail) if carry else []
 
     # ----------------------------------------------------------------------------------
     # signals and the query
@@ -187,6 +209,13 @@ class StateRolloutWorkflow:
     @workflow.signal(name=Signal.PAUSE)
     def pause(self, inp: PauseInput | None = None) -> None:
         reason = (inp.reason if inp else None) or "paused by operator"
+        if self._paused and self._resume_when is not None:
+            # The operator takes over a pause the rollout would have ended by itself.
+            workflow.logger.info("%s: operator pause replaces %r", self._state, self._paused_reason)
+            self._resume_when = None
+            self._paused_reason = reason
+            self._update_details()
+            return
         self._pause(reason)
 
     @workflow.signal(name=Signal.RESUME)
@@ -205,6 +234,7 @@ class StateRolloutWorkflow:
         workflow.logger.info("resuming %s", self._state)
         self._paused = False
         self._paused_reason = None
+        self._resume_when = None
         self._set_status(RolloutStatus.IN_PROGRESS)
 
     @workflow.signal(name=Signal.CANCEL)
@@ -237,7 +267,7 @@ class StateRolloutWorkflow:
     @pause_rollout.validator
     def _validate_pause(self, inp: PauseInput) -> None:
         self._refuse_if_finished()
-        if self._paused:
+        if self._paused and self._resume_when is None:
             raise ValueError(f"{self._state} is already paused ({self._paused_reason})")
 
     @workflow.update(name=Update.RESUME)
@@ -286,7 +316,20 @@ class StateRolloutWorkflow:
         if result.status is CommunityStatus.PAUSED:
             # The community could not run for a rollout-wide reason: it goes back to the
             # front of the queue, and the rollout pauses with that reason.
-            self._requeue(CommunityRef(**entry.model_dump(exclude={"started_at"})))
+            ref = CommunityRef(**entry.model_dump(exclude={"started_at"}))
+            if self._auto_resume and result.resume_when == "outage":
+                pauses = self._outage_pauses.get(ref.community_rollout_id, 0) + 1
+                self._outage_pauses[ref.community_rollout_id] = pauses
+                if pauses > OUTAGE_PAUSES_PER_COMMUNITY:
+                    # The services answered the probe since its last pause: the error is
+                    # this community's own, not an outage. The main loop records it failed
+                    # (before any continue-as-new, which carries it until then).
+                    self._in_flight[ref.community_rollout_id] = entry
+                    self._to_fail.append(result)
+                    return
+            self._requeue(ref)
+            if self._auto_resume and result.resume_when and not self._paused:
+                self._resume_when = result.resume_when
             self._pause(result.pause_reason or "a community could not run")
             return
         if result.status is CommunityStatus.COMPLETED:
@@ -333,6 +376,9 @@ class StateRolloutWorkflow:
         self._watching = workflow.patched(WATCH_CHILDREN_PATCH)
         if self._watching:
             self._spawn(self._watch_carried_children(), "watch carried children")
+        self._auto_resume = workflow.patched(AUTO_RESUME_PATCH)
+        if self._auto_resume:
+            self._spawn(self._resume_by_itself(), "resume by itself")
         try:
             if inp.carry is None:
                 await self._initiate(inp)
@@ -388,6 +434,8 @@ class StateRolloutWorkflow:
     def _wants_attention(self) -> bool:
         if self._cancel_requested or self._status is not self._recorded_status:
             return True
+        if self._to_fail:
+            return True
         if self._should_continue_as_new():
             return True
         if self._nothing_left():
@@ -403,6 +451,9 @@ class StateRolloutWorkflow:
                 return
             if self._status is not self._recorded_status:
                 await self._sync_status()
+                continue
+            if self._to_fail:
+                await self._fail_after_outage(self._to_fail.pop(0))
                 continue
             if self._should_continue_as_new():
                 await self._continue_as_new()
@@ -558,6 +609,43 @@ class StateRolloutWorkflow:
                     by_id[child.workflow_id].community_rollout_id, child.reason
                 )
 
+    async def _resume_by_itself(self) -> None:
+        while True:
+            await workflow.wait_condition(
+                lambda: (
+                    self._paused and self._resume_when is not None and not self._cancel_requested
+                )
+            )
+            when = self._resume_when
+            if when == "daily_quota":
+                wake = next_pacific_midnight(workflow.now())
+                await workflow.sleep(
+                    wake - workflow.now(), summary="daily Places quota resets at midnight PT"
+                )
+            else:
+                await workflow.sleep(
+                    timedelta(seconds=self._input.service_probe_s), summary="wait for the services"
+                )
+                if not (self._paused and self._resume_when == when):
+                    continue
+                status = await workflow.execute_activity_method(
+                    ServiceProbeActivities.services_available,
+                    ServiceCheck(),
+                    task_queue=PLACES_TASK_QUEUE,
+                    start_to_close_timeout=SERVICE_PROBE_TIMEOUT,
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                    summary="are Postgres and Places back?",
+                )
+                if status.problem is not None:
+                    workflow.logger.info("%s still paused: %s", self._state, status.problem)
+                    continue
+            if self._paused and self._resume_when == when and not self._cancel_requested:
+                workflow.logger.info("%s resumes by itself (%s over)", self._state, when)
+                self.resume(None)
+
+    def _paused_until_something(self) -> bool:
+        return self._paused and self._resume_when is not None and not self._cancel_requested
+
     def _carried_in_flight(self) -> list[InFlightCommunity]:
         return [c for cr_id, c in self._in_flight.items() if cr_id not in self._watched]
 
@@ -578,6 +666,23 @@ class StateRolloutWorkflow:
         )
         if community_rollout_id in self._in_flight:
             self.community_finished(result)
+
+    async def _fail_after_outage(self, paused: CommunityResult) -> None:
+        assert self._rollout_id is not None
+        entry = self._in_flight[paused.community_rollout_id]
+        result = await record(
+            RolloutRecordActivities.finish_community,
+            CommunityFinish(
+                rollout_id=self._rollout_id,
+                community_rollout_id=paused.community_rollout_id,
+                community_id=paused.community_id,
+                status=CommunityStatus.FAILED,
+                failed_phase=paused.failed_phase,
+                error=f"{paused.pause_reason} (again after the services answered)"[:2000],
+            ),
+            summary=f"{entry.name}: failed, not an outage",
+        )
+        self.community_finished(result)
 
     async def _record_unstartable(self, ref: CommunityRef) -> None:
         assert self._rollout_id is not None
@@ -674,6 +779,9 @@ class StateRolloutWorkflow:
             cancel_requested=self._cancel_requested,
             runs=self._runs + 1,
             busy_tries=self._busy_tries,
+            resume_when=self._resume_when,
+            outage_pauses=self._outage_pauses,
+            to_fail=self._to_fail,
         )
         workflow.logger.info(
             "continuing %s as new (run %s, %s events)",

@@ -145,6 +145,7 @@ class RolloutEnv:
         settings.setdefault("phase_retry", FAST_RETRY)
         settings.setdefault("places_retry", FAST_PLACES_RETRY)
         settings.setdefault("throttle_ms", 0)
+        settings.setdefault("service_probe_s", 1.0)
         return await self.client.start_workflow(
             StateRolloutWorkflow.run,
             StateRolloutInput(state_code=state, **settings),

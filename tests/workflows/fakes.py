@@ -41,6 +41,8 @@ from rollout.payloads import (
     PhaseResult,
     RolloutStatusChange,
     RolloutSummary,
+    ServiceCheck,
+    ServiceStatus,
     SilentCommunity,
 )
 from rollout.phases.discovery.payloads import (
@@ -78,6 +80,7 @@ BEGIN = "begin_community"
 MARK_PHASE = "mark_phase"
 FINISH = "finish_community"
 CLOSE_SILENT = "close_silent_community"
+SERVICES = "services_available"
 DISCOVERY_PLAN = "discovery_plan"
 DISCOVERY_PLAN_PURCHASES = "discovery_plan_purchases"
 DISCOVERY_COVER_CHECK = "discovery_cover_check"
@@ -164,6 +167,8 @@ class FakeRolloutDb:
     _gates: dict[tuple[str, int], asyncio.Event] = field(default_factory=dict)
     _waiting: set[tuple[str, int]] = field(default_factory=set)
     _running: set[int] = field(default_factory=set)
+    # What the services probe reports as still out (None: everything answers).
+    outage: str | None = None
     # Most communities between begin_community and finish_community at one time: each
     # child runs longer than that, and the parent frees its slot only after the report.
     peak_running: int = 0
@@ -248,7 +253,13 @@ class FakeRolloutDb:
 
     def places_activities(self) -> list[Callable[..., Any]]:
         """The fakes for the `rollout-places` task queue's worker."""
-        return [self.places_search_page, self.places_buy, self.places_enrich, self.unfaked]
+        return [
+            self.places_search_page,
+            self.places_buy,
+            self.places_enrich,
+            self.services_available,
+            self.unfaked,
+        ]
 
     # -- every attempt goes through here -----------------------------------------------
 
@@ -388,6 +399,7 @@ class FakeRolloutDb:
             failed_phase=inp.failed_phase,
             error=inp.error,
             pause_reason=inp.pause_reason,
+            resume_when=inp.resume_when,
         )
 
     @activity.defn(name=CLOSE_SILENT)
@@ -407,6 +419,12 @@ class FakeRolloutDb:
             cost_usd=row.cost_usd,
             error=inp.reason if row.status is CommunityStatus.FAILED else None,
         )
+
+    @activity.defn(name=SERVICES)
+    async def services_available(self, check: ServiceCheck) -> ServiceStatus:
+        """The probe of a rollout paused by an outage: `outage` says what is still out."""
+        await self._enter(SERVICES, detail=self.outage)
+        return ServiceStatus(problem=self.outage)
 
     @activity.defn(dynamic=True)
     async def unfaked(self, args: Sequence[RawValue]) -> None:

@@ -5,12 +5,15 @@ pause the state rollout. The real workflows run against the fakes in tests/workf
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.places_errors import to_temporal_error
 from rollout.contract import ErrorType
+from rollout.pacific import next_pacific_midnight
 from rollout.payloads import RetrySpec
 from rollout.places.errors import (
     PermissionDeniedError,
@@ -23,6 +26,7 @@ from tests.workflows.fakes import (
     NEWS_SOURCES,
     PLACES_SEARCH,
     SCAN_WEBSITES,
+    SERVICES,
     VERIFY,
     Call,
     FakeRolloutDb,
@@ -169,3 +173,64 @@ async def test_a_places_access_error_pauses_the_rollout_until_resumed(
     assert db.begun() == [first, blocked, blocked, last]
     assert db.finishes(blocked) == [CommunityStatus.PAUSED.value, CommunityStatus.COMPLETED.value]
     assert (summary.status, summary.completed, summary.failed) == (RolloutStatus.COMPLETED, 3, 0)
+
+
+async def test_an_outage_pauses_the_rollout_and_it_resumes_by_itself(
+    ts_env: WorkflowEnvironment,
+) -> None:
+    """Postgres out for longer than phase 2's retries: the community is not failed but goes
+    back to the queue, the rollout pauses with the reason, probes the services every
+    minute, and resumes by itself once they answer; nothing fails."""
+    db = FakeRolloutDb("OR", clock=ts_env.get_current_time, communities=3)
+    first, hit, last = db.community_ids
+    outage = "Postgres unreachable: connection refused"
+    db.outage = outage
+
+    async def postgres_out(call: Call) -> None:
+        if call.community_id == hit and db.outage is not None:
+            raise ApplicationError(outage, type=ErrorType.DATABASE_UNAVAILABLE)
+
+    async def back_at_the_third_probe(call: Call) -> None:
+        if len(db.calls_to(SERVICES)) >= 3:
+            db.outage = None  # this probe already answers that all is well
+
+    db.on(SCAN_WEBSITES, postgres_out)
+    db.on(SERVICES, back_at_the_third_probe)
+    async with FastRollout.running(ts_env, db) as rollout:
+        await rollout.start(batch_size=1)
+        summary = await rollout.result()
+
+    assert (summary.completed, summary.failed) == (3, 0)
+    assert db.finishes(hit) == [CommunityStatus.PAUSED.value, CommunityStatus.COMPLETED.value]
+    assert len(db.calls_to(SCAN_WEBSITES, hit)) == 3 + 1  # the phase's retries, then again
+    statuses = [(c.status, c.paused_reason or "") for c in db.status_changes]
+    assert statuses[0][0] is RolloutStatus.PAUSED
+    assert statuses[0][1].startswith(outage + " (phase 2")
+    assert statuses[1] == (RolloutStatus.IN_PROGRESS, "")
+    probes = db.calls_to(SERVICES)
+    assert len(probes) == 3  # two found Postgres still out, the third found it back
+    assert all(60 <= gap < 60 + SLACK_S for gap in intervals(probes))
+    assert db.begun() == [first, hit, hit, last]
+
+
+async def test_a_daily_quota_pause_ends_at_midnight_pacific(ts_env: WorkflowEnvironment) -> None:
+    db = FakeRolloutDb("WA", clock=ts_env.get_current_time, communities=2)
+    blocked = db.community_ids[1]
+    refused: list[Call] = []
+
+    async def quota_gone_once(call: Call) -> None:
+        if call.community_id == blocked and not refused:
+            refused.append(call)
+            raise to_temporal_error(QuotaExceededError("daily limit", per_day=True))
+
+    db.on(PLACES_SEARCH, quota_gone_once)
+    async with FastRollout.running(ts_env, db) as rollout:
+        await rollout.start(batch_size=1)
+        summary = await rollout.result()
+
+    assert (summary.completed, summary.failed) == (2, 0)
+    (paused_at,) = [c.at for c in refused]
+    again = [c.at for c in db.calls_to(PLACES_SEARCH, blocked)][-1]
+    midnight = next_pacific_midnight(paused_at)
+    assert midnight <= again < midnight + timedelta(minutes=5)
+    assert db.calls_to(SERVICES) == []  # a quota is waited out, not probed

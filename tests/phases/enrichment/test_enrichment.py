@@ -205,7 +205,7 @@ async def test_places_enrich_retry_pays_only_for_what_was_not_stored(
     [
         ({"disabled": True}, "test-key", "PlacesAccessError", False),
         ({}, "invalid", "PlacesAccessError", False),
-        ({"qpd": 1}, "test-key", "PlacesAccessError", False),
+        ({"qpd": 1}, "test-key", "PlacesDailyQuotaError", False),
         ({"qpm": 1}, "test-key", "QuotaExceededError", True),
     ],
 )
