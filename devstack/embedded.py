@@ -154,14 +154,10 @@ class ManagedProcess:
         return self.popen.pid if self.popen else None
 
     def running(self) -> bool:
-        # Not reaped here (no poll()): stop() kills the process group while the leader's
-        # pid still holds the group's id.
-        if self.popen is None or self.popen.returncode is not None:
-            return False
-        return not _exited_unreaped(self.popen.pid, 0)
+        return self.popen is not None and self.popen.poll() is None
 
     def failure(self) -> StackError:
-        code = self.popen.poll() if self.popen else None
+        code = self.popen.returncode if self.popen else None
         tail = _tail(self.log_path)
         return StackError(f"{self.name} exited (code {code}); see {self.log_path}:\n{tail}")
 
@@ -169,42 +165,21 @@ class ManagedProcess:
         timeout = self.stop_timeout if timeout is None else timeout
         if self.popen is None:
             return
-        pid = self.popen.pid
-        # The process group is killed while its leader is an unreaped zombie: until it is
-        # reaped, its pid (the group's id) cannot be given to another process, so the kill
-        # can only reach this server's own helpers (e.g. postgres backends). A leader reaped
-        # earlier (its exit already seen) leaves the group alone: the id may belong to
-        # someone else by now.
-        if self.popen.returncode is None:
-            # os.kill, not Popen.send_signal: that reaps a leader that has already exited.
+        if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, self.stop_signal)
-            if not _exited_unreaped(pid, timeout):
+                self.popen.send_signal(self.stop_signal)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
                 log.warning("%s did not stop within %.0fs; killing it", self.name, timeout)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                _exited_unreaped(pid, None)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            self.popen.wait()
+                self.popen.kill()
+                self.popen.wait()
+        # Anything the server left in its process group (e.g. postgres backends) goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
         if self._log_file:
             self._log_file.close()
             self._log_file = None
-
-
-def _exited_unreaped(pid: int, timeout: float | None) -> bool:
-    """Wait up to `timeout` (None: for ever) for child `pid` to exit, without reaping it."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        try:
-            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True  # reaped elsewhere
-        if info is not None and info.si_pid == pid:
-            return True
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
 
 
 def _wait_until(what: str, proc: ManagedProcess, ready: Callable[[], bool], timeout: float) -> None:
