@@ -548,12 +548,16 @@ class EmbeddedStack:
 
 @contextlib.contextmanager
 def terminate_on_sigterm() -> Iterator[None]:
-    """Treat SIGTERM and SIGHUP like Ctrl-C, so `finally` blocks stop the stack."""
+    """Treat SIGTERM and SIGHUP like Ctrl-C, so `finally` blocks stop the stack. Ctrl-C
+    itself raises KeyboardInterrupt even when the process inherited SIGINT ignored (a
+    background job of a non-interactive shell, as CI runners start them), where Python
+    would otherwise leave it ignored and a stack could not be stopped with it."""
 
     def raise_interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     previous = {s: signal.signal(s, raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
