@@ -5,12 +5,13 @@ Every failure an operator can act on is a ControlError with one line that says w
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -85,20 +86,26 @@ async def connect(settings: Settings) -> Client:
         ) from None
 
 
-async def _db_check_problems(settings: Settings, state: str, rollout: RolloutSettings) -> list[str]:
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine for one command: a connection failure inside becomes one ControlError line
+    naming the database, and the engine is disposed either way."""
     engine = create_engine(settings.database_url, pool_size=1)
     try:
-        async with engine.connect() as conn:
-            session = AsyncSession(bind=conn)
-            return await records.start_problems(
-                session, state, rollout.priority_communities, rollout.only_communities
-            )
+        yield engine
     except Exception as exc:
         if is_connection_error(exc):
             raise ControlError(str(unavailable(settings.database_url, exc))) from None
         raise
     finally:
         await engine.dispose()
+
+
+async def _db_check_problems(settings: Settings, state: str, rollout: RolloutSettings) -> list[str]:
+    async with _database(settings) as engine, engine.connect() as conn:
+        return await records.start_problems(
+            AsyncSession(bind=conn), state, rollout.priority_communities, rollout.only_communities
+        )
 
 
 def check_input(state: str, rollout: RolloutSettings, *, initiated_by: str) -> StateRolloutInput:
@@ -205,9 +212,8 @@ async def orphan_reason(
 async def reconcile(client: Client, settings: Settings, state: str | None) -> list[Reconciled]:
     """Close every active rollout row (of `state`, or of all states) whose workflow no
     longer runs it, so `start`, `pause` and `progress` agree again without any SQL."""
-    engine = create_engine(settings.database_url, pool_size=1)
     changed: list[Reconciled] = []
-    try:
+    async with _database(settings) as engine:
         async with AsyncSession(engine) as session:
             rows = await records.active_rollouts(session, state)
         for row in rows:
@@ -218,12 +224,6 @@ async def reconcile(client: Client, settings: Settings, state: str | None) -> li
             async with AsyncSession(engine) as session, session.begin():
                 await records.close_orphaned_rollout(session, row.id, status, reason)
             changed.append(Reconciled(row.state_code, row.id, row.status, status, reason))
-    except Exception as exc:
-        if is_connection_error(exc):
-            raise ControlError(str(unavailable(settings.database_url, exc))) from None
-        raise
-    finally:
-        await engine.dispose()
     return changed
 
 
@@ -236,19 +236,11 @@ class Failures:
 
 async def failures(settings: Settings, state: str) -> Failures:
     """The failed communities of the state's latest rollout."""
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with AsyncSession(engine) as session:
-            rollout = await records.latest_rollout(session, state)
-            if rollout is None:
-                raise ControlError(f"no rollout found for {state}; start one with `start {state}`")
-            failed = await records.failed_communities(session, rollout.id)
-    except Exception as exc:
-        if is_connection_error(exc):
-            raise ControlError(str(unavailable(settings.database_url, exc))) from None
-        raise
-    finally:
-        await engine.dispose()
+    async with _database(settings) as engine, AsyncSession(engine) as session:
+        rollout = await records.latest_rollout(session, state)
+        if rollout is None:
+            raise ControlError(f"no rollout found for {state}; start one with `start {state}`")
+        failed = await records.failed_communities(session, rollout.id)
     return Failures(rollout.id, rollout.status, failed)
 
 
@@ -304,16 +296,8 @@ async def progress(client: Client, settings: Settings, state: str) -> ProgressDo
     document = await query_progress(client, state)
     if document is not None:
         return document
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with AsyncSession(engine) as session:
-            document = await records.progress_from_db(session, state)
-    except Exception as exc:
-        if is_connection_error(exc):
-            raise ControlError(str(unavailable(settings.database_url, exc))) from None
-        raise
-    finally:
-        await engine.dispose()
+    async with _database(settings) as engine, AsyncSession(engine) as session:
+        document = await records.progress_from_db(session, state)
     if document is None:
         raise ControlError(f"no rollout found for {state}; start one with `start {state}`")
     return document
@@ -415,10 +399,6 @@ class RolloutReport:
 
 async def rollout_report(settings: Settings, rollout_id: int) -> RolloutReport:
     """Figures for the end-of-rollout summary, from the database."""
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with AsyncSession(engine) as session:
-            with_websites, by_sku = await records.rollout_report(session, rollout_id)
-    finally:
-        await engine.dispose()
+    async with _database(settings) as engine, AsyncSession(engine) as session:
+        with_websites, by_sku = await records.rollout_report(session, rollout_id)
     return RolloutReport(with_websites=with_websites, cost_by_sku=by_sku)
