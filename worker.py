@@ -31,6 +31,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.billing import BillingLog
 from activities.children import ChildWatchActivities
 from activities.discovery import DiscoveryActivities
 from activities.enrichment import EnrichmentActivities
@@ -42,6 +43,7 @@ from activities.verification import VerificationActivities
 from activities.website_scan import WebsiteScanActivities
 from rollout.contract import PLACES_TASK_QUEUE, ROLLOUT_TASK_QUEUE
 from rollout.db.session import create_engine, session_factory
+from rollout.db.usage_spool import UsageSpool, flush_forever
 from rollout.logsetup import configure_logging
 from rollout.phase_settings import PhaseSettings
 from rollout.phases.website_scan.fetcher import WebFetcher
@@ -105,6 +107,7 @@ class Resources:
     phase_settings: PhaseSettings
     fetcher: WebFetcher
     seeding: SeedingActivities
+    billing: BillingLog
 
 
 @contextlib.asynccontextmanager
@@ -115,6 +118,8 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
     phase_settings = settings.phases
     fetcher = WebFetcher(phase_settings)
     seeding = SeedingActivities(sessions, phase_settings)
+    spool = UsageSpool(settings.usage_spool_path)
+    spool_writer = asyncio.create_task(flush_forever(spool, sessions), name="usage spool")
     try:
         yield Resources(
             engine=engine,
@@ -123,8 +128,14 @@ async def resources(settings: Settings) -> AsyncIterator[Resources]:
             phase_settings=phase_settings,
             fetcher=fetcher,
             seeding=seeding,
+            billing=BillingLog(sessions, spool),
         )
     finally:
+        spool_writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await spool_writer
+        with contextlib.suppress(Exception):  # a last chance; kept on disk otherwise
+            await spool.flush(sessions)
         await seeding.aclose()
         await fetcher.aclose()
         await places.aclose()
@@ -145,10 +156,10 @@ def places_rate(places_qpm: int) -> float:
 
 def create_workers(client: Client, settings: Settings, res: Resources) -> list[Worker]:
     records = RolloutRecordActivities(res.sessions)
-    discovery = DiscoveryActivities(res.sessions, res.places, settings.discovery)
+    discovery = DiscoveryActivities(res.sessions, res.places, settings.discovery, res.billing)
     scan = WebsiteScanActivities(res.sessions, res.phase_settings, res.fetcher)
     news = NewsSourceActivities(res.sessions, res.phase_settings, res.fetcher)
-    enrichment = EnrichmentActivities(res.sessions, res.places, res.phase_settings)
+    enrichment = EnrichmentActivities(res.sessions, res.places, res.phase_settings, res.billing)
     verification = VerificationActivities(res.sessions, res.phase_settings, settings.discovery)
     rollout_worker = Worker(
         client,

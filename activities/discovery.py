@@ -9,9 +9,10 @@ number of workers. The cover strategy's probed ids and purchase list live in Pos
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 from sqlalchemy import ARRAY, Text, any_, bindparam, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
@@ -20,9 +21,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
+from activities.billing import BillingLog, attempt_key, billed_failure, request_id
 from activities.places_errors import to_temporal_error
 from rollout.contract import ErrorType
-from rollout.db import records
+from rollout.db import answers, records
+from rollout.db.answers import KeptAnswer
 from rollout.db.businesses import primary_region, region_counts, upsert_places
 from rollout.db.models import (
     Business,
@@ -32,7 +35,7 @@ from rollout.db.models import (
     DiscoverySighting,
     Region,
 )
-from rollout.db.usage import log_api_usage
+from rollout.db.usage import BilledRequest
 from rollout.payloads import PhaseInput, PhaseResult
 from rollout.phases.discovery.cover import ProbedSearch, plan_cover
 from rollout.phases.discovery.payloads import (
@@ -58,7 +61,7 @@ from rollout.places.errors import (
     NotFoundError,
     PlacesError,
 )
-from rollout.places.models import DetailsResult, Place, SearchPage
+from rollout.places.models import DetailsResult, SearchPage
 from rollout.places.pricing import Endpoint, request_cost, sku_for
 from rollout.status import Phase, PhaseStatus
 
@@ -77,10 +80,12 @@ class DiscoveryActivities:
         sessions: async_sessionmaker[AsyncSession],
         places: PlacesClient,
         settings: DiscoverySettings,
+        billing: BillingLog,
     ) -> None:
         self.sessions = sessions
         self.places = places
         self.settings = settings
+        self.billing = billing
 
     @activity.defn(name="discovery_plan")
     async def discovery_plan(self, inp: PhaseInput) -> DiscoveryPlan:
@@ -108,28 +113,31 @@ class DiscoveryActivities:
     @activity.defn(name="places_search_page")
     async def places_search_page(self, req: PageRequest) -> PageOutcome:
         endpoint = "searchNearby" if req.task.kind is SearchKind.NEARBY else "searchText"
-        try:
-            page = await search_page(self.places, req.task, req.page_token)
-        except PlacesError as error:
-            metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
-            raise to_temporal_error(error) from None
-        metrics.places_request(endpoint, page.sku, "ok", page.cost)
-        await self._log_usage(req.community_rollout_id, page.endpoint.value, page)
-        new = 0
-        if req.run_key is not None and page.places:
-            await self._keep_sighting(
-                req.run_key, req.community_rollout_id, req.task, req.page_number, page.places
+        answer = await self._buy(
+            req.community_rollout_id,
+            endpoint,
+            lambda: search_page(self.places, req.task, req.page_token),
+        )
+        assert answer is not None  # only Place Details answers None (NOT_FOUND)
+        new = answer.new_in_region
+        if new is None:
+            new = await self._store_page(
+                answer,
+                req.run_key,
+                req.task,
+                req.page_number,
+                community_id=req.community_id,
+                region_id=req.region_id,
+                store=not req.task.probe,
             )
-        if not req.task.probe and page.places:
-            new = await self._store(page.places, req.community_id, req.region_id)
         if req.throttle_ms:
             await asyncio.sleep(req.throttle_ms / 1000)
         return PageOutcome(
-            result_count=page.result_count,
-            next_page_token=page.next_page_token,
+            result_count=answer.result_count,
+            next_page_token=answer.next_page_token,
             new_in_region=new,
-            sku=page.sku,
-            cost_usd=page.cost,
+            sku=answer.sku,
+            cost_usd=answer.cost,
         )
 
     @activity.defn(name="discovery_plan_purchases")
@@ -253,48 +261,98 @@ class DiscoveryActivities:
                 non_retryable=True,
             )
         task = None if line.task is None else SearchTask.model_validate(line.task)
-        endpoint = (Endpoint.GET_PLACE if task is None else Endpoint.SEARCH_TEXT).value
-        billed: SearchPage | DetailsResult
-        try:
-            if task is None:
-                assert line.place_id is not None
-                billed = await self.places.get_place(line.place_id, DETAILS_MASK)
-            else:
-                billed = await search_page(self.places, task, req.page_token)
-        except PlacesError as error:
-            if task is None and isinstance(error, NotFoundError):
-                # Gone since it was sighted (closed for good, or merged): nothing to buy.
-                activity.logger.warning("place %s no longer exists", line.place_id)
-                return PageOutcome(result_count=0, sku="-", cost_usd=Decimal(0))
-            metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
-            raise to_temporal_error(error) from None
-        places: Sequence[Place]
-        if isinstance(billed, SearchPage):
-            places = billed.places
-            next_token = billed.next_page_token if req.page_number < line.pages else None
+        place_id = line.place_id
+        request: Callable[[], Awaitable[SearchPage | DetailsResult]]
+        if task is None:
+            assert place_id is not None
+            request = partial(self.places.get_place, place_id, DETAILS_MASK)
         else:
-            places, next_token = [billed.place], None
-        metrics.places_request(endpoint, billed.sku, "ok", billed.cost)
-        await self._log_usage(req.community_rollout_id, endpoint, billed)
-        if places:
-            await self._keep_sighting(
+            request = partial(search_page, self.places, task, req.page_token)
+        endpoint = (Endpoint.GET_PLACE if task is None else Endpoint.SEARCH_TEXT).value
+        answer = await self._buy(req.community_rollout_id, endpoint, request)
+        if answer is None:
+            # Gone since it was sighted (closed for good, or merged): nothing to buy.
+            activity.logger.warning("place %s no longer exists", place_id)
+            return PageOutcome(result_count=0, sku="-", cost_usd=Decimal(0))
+        new = answer.new_in_region
+        if new is None:
+            new = await self._store_page(
+                answer,
                 req.run_key,
-                req.community_rollout_id,
                 task,
                 req.page_number,
-                places,
-                key=f"details:{line.place_id}" if task is None else None,
+                community_id=req.community_id,
+                region_id=req.region_id,
+                store=True,
+                key=f"details:{place_id}" if task is None else None,
             )
-        new = await self._store(places, req.community_id, req.region_id) if places else 0
+        next_token = answer.next_page_token if req.page_number < line.pages else None
         if req.throttle_ms:
             await asyncio.sleep(req.throttle_ms / 1000)
         return PageOutcome(
-            result_count=len(places),
+            result_count=answer.result_count,
             next_page_token=next_token,
             new_in_region=new,
-            sku=billed.sku,
-            cost_usd=billed.cost,
+            sku=answer.sku,
+            cost_usd=answer.cost,
         )
+
+    async def _buy(
+        self,
+        community_rollout_id: int,
+        endpoint: str,
+        request: Callable[[], Awaitable[SearchPage | DetailsResult]],
+    ) -> KeptAnswer | None:
+        """This activity's answer: the one an earlier attempt bought and kept, or a new
+        request, logged and kept before anything else happens; None for NOT_FOUND.
+
+        The kept answer is looked up first, which also fails fast, before anything is
+        bought, while Postgres is out."""
+        info = activity.info()
+        await self.billing.keep_unkept(request_id(info))
+        async with self.sessions() as session:
+            kept = await answers.load(session, request_id(info))
+        if kept is not None:
+            return kept
+        try:
+            billed = await request()
+        except PlacesError as error:
+            if isinstance(error, NotFoundError) and endpoint == Endpoint.GET_PLACE.value:
+                return None
+            metrics.places_request(endpoint, "-", type(error).__name__, Decimal(0))
+            failed = billed_failure(
+                error,
+                request_key=attempt_key(info),
+                community_rollout_id=community_rollout_id,
+                endpoint=endpoint,
+            )
+            if failed is not None:
+                await self.billing.record(failed)
+            raise to_temporal_error(error) from None
+        metrics.places_request(endpoint, billed.sku, "ok", billed.cost)
+        if isinstance(billed, SearchPage):
+            places, token = billed.places, billed.next_page_token
+        else:
+            places, token = (billed.place,), None
+        answer = KeptAnswer.of(
+            request_id(info),
+            community_rollout_id,
+            sku=billed.sku,
+            cost=billed.cost,
+            places=places,
+            next_page_token=token,
+        )
+        usage = BilledRequest(
+            request_key=attempt_key(info),
+            community_rollout_id=community_rollout_id,
+            endpoint=endpoint,
+            sku=billed.sku,
+            cost=billed.cost,
+            result_count=len(places),
+            http_status=billed.http_status,
+        )
+        await self.billing.record(usage, answer)
+        return answer
 
     @activity.defn(name="discovery_cover_check")
     async def discovery_cover_check(self, req: PurchaseListRequest) -> int:
@@ -319,58 +377,45 @@ class DiscoveryActivities:
             count = await session.scalar(select(func.count()).select_from(missing))
         return int(count or 0)
 
-    async def _log_usage(
-        self, community_rollout_id: int, endpoint: str, billed: SearchPage | DetailsResult
-    ) -> None:
-        info = activity.info()
-        # Logged in its own transaction right away: the response is billed whatever happens
-        # next, and a retry of this activity is a new request Google bills again (a new
-        # attempt number, so a new key), while a replayed log of this one is a no-op.
-        async with self.sessions.begin() as session:
-            await log_api_usage(
-                session,
-                request_key=f"{info.workflow_run_id}/{info.activity_id}/{info.attempt}",
-                community_rollout_id=community_rollout_id,
-                endpoint=endpoint,
-                sku=billed.sku,
-                cost=billed.cost,
-                result_count=billed.result_count if isinstance(billed, SearchPage) else 1,
-                http_status=billed.http_status,
-            )
-
-    async def _keep_sighting(
+    async def _store_page(
         self,
-        run_key: str,
-        community_rollout_id: int,
+        answer: KeptAnswer,
+        run_key: str | None,
         task: SearchTask | None,
         page_number: int,
-        places: Sequence[Place],
         *,
+        community_id: int,
+        region_id: int,
+        store: bool,
         key: str | None = None,
-    ) -> None:
-        """The page's ids under the exploration's key (a retry replaces them)."""
-        stmt = insert(DiscoverySighting).values(
-            run_key=run_key,
-            community_rollout_id=community_rollout_id,
-            task_key=key or (task.key if task else ""),
-            page_number=page_number,
-            paid=task is None or not task.probe,
-            task=task.model_dump(mode="json") if task else {},
-            place_ids=[p.id for p in places],
-        )
+    ) -> int:
+        """In one transaction: the page's ids under the exploration's key (a retry replaces
+        them), its places in `businesses` (unless a probe), and the answer marked stored."""
+        places = answer.parsed_places()
+        new = 0
         async with self.sessions.begin() as session:
-            await session.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["run_key", "task_key", "page_number", "paid"],
-                    set_={"place_ids": stmt.excluded.place_ids},
+            if run_key is not None and places:
+                stmt = insert(DiscoverySighting).values(
+                    run_key=run_key,
+                    community_rollout_id=answer.community_rollout_id,
+                    task_key=key or (task.key if task else ""),
+                    page_number=page_number,
+                    paid=task is None or not task.probe,
+                    task=task.model_dump(mode="json") if task else {},
+                    place_ids=[p.id for p in places],
                 )
-            )
-
-    async def _store(self, places: Sequence[Place], community_id: int, region_id: int) -> int:
-        async with self.sessions.begin() as session:
-            return await upsert_places(
-                session, places, community_id=community_id, region_id=region_id
-            )
+                await session.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["run_key", "task_key", "page_number", "paid"],
+                        set_={"place_ids": stmt.excluded.place_ids},
+                    )
+                )
+            if store and places:
+                new = await upsert_places(
+                    session, places, community_id=community_id, region_id=region_id
+                )
+            await answers.mark_stored(session, answer.request_id, new)
+        return new
 
     @activity.defn(name="discovery_finish")
     async def discovery_finish(self, inp: PhaseInput) -> PhaseResult:
@@ -385,5 +430,6 @@ class DiscoveryActivities:
                 session, inp.community_rollout_id, Phase.DISCOVERY, PhaseStatus.COMPLETED
             )
             cost = await records.community_cost(session, inp.community_rollout_id)
+            await answers.forget(session, inp.community_rollout_id)
         metrics.businesses_discovered(total)
         return PhaseResult(phase=Phase.DISCOVERY, counts=counts, cost_usd=cost)

@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import metrics
+from activities.billing import BillingLog
 from activities.places_errors import to_temporal_error
 from rollout.contract import ErrorType
 from rollout.db.records import mark_phase
@@ -57,12 +58,14 @@ class EnrichmentActivities:
         sessions: async_sessionmaker[AsyncSession],
         places: PlacesClient,
         settings: PhaseSettings,
+        billing: BillingLog,
     ) -> None:
         """`places` is the process's shared client; `places_enrich` is paced by its task
         queue's rate limit, like every Places request."""
         self.sessions = sessions
         self.places = places
         self.settings = settings
+        self.billing = billing
         # Fail at worker start, not mid-rollout, on a mask the API would refuse.
         self.sku = sku_for(Endpoint.GET_PLACE, self.settings.enrichment_field_mask)
 
@@ -104,6 +107,7 @@ class EnrichmentActivities:
                 community_rollout_id=req.community_rollout_id,
                 field_mask=self.settings.enrichment_field_mask,
                 request_key=key,
+                record=self.billing.record,
             )
         except PlacesError as exc:
             metrics.places_request(Endpoint.GET_PLACE.value, "-", type(exc).__name__, Decimal(0))

@@ -15,9 +15,10 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from activities.billing import attempt_key
 from rollout.contract import ErrorType
 from rollout.db.errors import is_connection_error
-from rollout.db.usage import log_api_usage
+from rollout.db.usage import BilledRequest, log_billed
 from rollout.payloads import ServiceCheck, ServiceStatus
 from rollout.phases.discovery.planning import PROBE_MASK
 from rollout.places.client import PlacesClient
@@ -78,16 +79,17 @@ class ServiceProbeActivities:
                 # A non-retryable answer (bad key, quota) is not an outage: Places answers.
                 return ServiceStatus()
             # Logged like every request (its SKU costs nothing), so the log matches the bill.
-            info = activity.info()
             async with self.sessions.begin() as session:
-                await log_api_usage(
+                await log_billed(
                     session,
-                    request_key=f"{info.workflow_run_id}/{info.activity_id}/{info.attempt}",
-                    community_rollout_id=None,
-                    endpoint=page.endpoint.value,
-                    sku=page.sku,
-                    cost=page.cost,
-                    result_count=page.result_count,
-                    http_status=page.http_status,
+                    BilledRequest(
+                        request_key=attempt_key(activity.info()),
+                        community_rollout_id=None,
+                        endpoint=page.endpoint.value,
+                        sku=page.sku,
+                        cost=page.cost,
+                        result_count=page.result_count,
+                        http_status=page.http_status,
+                    ),
                 )
         return ServiceStatus()

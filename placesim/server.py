@@ -5,7 +5,8 @@ An API request goes through the same steps as at Google, in this order: API key 
 API_KEY_INVALID, 403 without a key), API enabled (403 SERVICE_DISABLED), quotas (429), then
 injected latency and faults, field mask (400), body (400), the answer. Only successful
 answers are billed; a malformed (truncated) answer is billed too, because the server did the
-work, as Google bills what it answered.
+work, as Google bills what it answered, and so is a timeout fault: an answer made and billed
+that never reaches the client.
 
 Fault injection is deterministic: one random generator seeded from --seed draws the same
 three numbers for every request that reaches that step, so the same sequence of requests
@@ -167,9 +168,6 @@ class App:
             assert fault.error is not None
             self.meter.faults["error"] += 1
             return _api_error(fault.error)
-        if fault.kind == "timeout":
-            self.meter.faults["timeout"] += 1
-            return Response(0, hang_s=config.hang_s)
         try:
             raw_mask = (
                 request.header("x-goog-fieldmask")
@@ -181,6 +179,11 @@ class App:
         except rpc.ApiError as error:
             return _api_error(error)
         self.meter.bill(mask.sku)
+        if fault.kind == "timeout":
+            # The answer was made, and billed, but never reaches the client: what a client
+            # that gives up waiting cannot tell from a request Google never processed.
+            self.meter.faults["timeout"] += 1
+            return Response(0, hang_s=config.hang_s)
         response = _json(200, data)
         if fault.kind == "malformed":
             self.meter.faults["malformed"] += 1

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     places_api_key: SecretStr = SecretStr("")
     places_base_url: str = GOOGLE_PLACES_URL
     places_qpm: int = Field(default=600, ge=1)
+    # Billed requests Postgres could not take yet (rollout/db/usage_spool.py): keep it on a
+    # disk that outlives the worker process.
+    usage_spool_path: Path = PROJECT_ROOT / ".stack" / "unlogged-usage.jsonl"
 
     # Embedded stack (starter.py dev / demo, tests, benchmarks).
     stack_dir: Path = PROJECT_ROOT / ".stack"

@@ -312,12 +312,39 @@ class RolloutApiUsage(Base):
     cost: Mapped[Decimal] = mapped_column(Money)
     result_count: Mapped[int] = mapped_column(Integer, server_default="0")
     http_status: Mapped[int | None] = mapped_column(SmallInteger)
+    # ok; malformed (a 200 whose body broke); timeout (sent, no answer in time: Google may
+    # have billed it, so it is counted as billed and the log is never below the bill).
+    outcome: Mapped[str] = mapped_column(String(16), server_default="ok")
     requested_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), index=True)
 
     __table_args__ = (
         CheckConstraint("cost >= 0", name="cost_non_negative"),
         CheckConstraint("request_count >= 1", name="request_count_positive"),
+        CheckConstraint("outcome IN ('ok', 'malformed', 'timeout')", name="outcome_known"),
     )
+
+
+class PlacesAnswer(Base):
+    """A billed phase 1 answer, written with its usage-log row, so that a retry of the
+    activity that bought it reuses it rather than buying it again. `places` holds the answer
+    only until it is stored (then NULL: Google content is kept in one place, `businesses`);
+    the row itself, with the page's outcome, lives until its community's phase 1 finishes."""
+
+    __tablename__ = "places_answers"
+
+    # The buying activity, the same across its attempts: workflow run id / activity id.
+    request_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    community_rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("community_rollouts.id", ondelete="CASCADE"), index=True
+    )
+    sku: Mapped[str] = mapped_column(String(64))
+    cost: Mapped[Decimal] = mapped_column(Money)
+    places: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB(none_as_null=True))
+    next_page_token: Mapped[str | None] = mapped_column(Text)
+    result_count: Mapped[int] = mapped_column(Integer)
+    # Set when the places are stored: the page's outcome, returned again by a retry.
+    new_in_region: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
 
 
 class DiscoverySighting(Base):

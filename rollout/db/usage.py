@@ -3,26 +3,44 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from enum import StrEnum
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rollout.db.models import RolloutApiUsage
 
 
-async def log_api_usage(
-    session: AsyncSession,
-    *,
-    request_key: str,
-    community_rollout_id: int | None,
-    endpoint: str,
-    sku: str,
-    cost: Decimal,
-    result_count: int,
-    http_status: int | None = 200,
-    provider: str = "google_places",
-) -> bool:
-    """Record one billed request; returns False when `request_key` was already logged.
+class UsageOutcome(StrEnum):
+    OK = "ok"
+    # A 200 whose body arrived broken: Google answered, so it billed.
+    MALFORMED = "malformed"
+    # Sent, and no answer within the client's timeout: Google may have answered and billed
+    # it, and nothing tells us otherwise, so it counts as billed (the log is never below the
+    # bill; an upper bound by at most these rows).
+    TIMEOUT = "timeout"
+
+
+class BilledRequest(BaseModel):
+    """One billed request, as logged; also what the spool and a heartbeat carry when
+    Postgres cannot take it yet."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request_key: str
+    community_rollout_id: int | None
+    endpoint: str
+    sku: str
+    cost: Decimal
+    result_count: int = 0
+    http_status: int | None = 200
+    outcome: UsageOutcome = UsageOutcome.OK
+    provider: str = "google_places"
+
+
+async def log_billed(session: AsyncSession, billed: BilledRequest) -> bool:
+    """Record one billed request; returns False when its `request_key` was already logged.
 
     The key names the request, not the attempt's outcome: an activity derives it from its
     activity id and attempt number, so the same billed response is never logged twice, while
@@ -31,15 +49,16 @@ async def log_api_usage(
     result = await session.execute(
         insert(RolloutApiUsage)
         .values(
-            request_key=request_key,
-            community_rollout_id=community_rollout_id,
-            provider=provider,
-            endpoint=endpoint,
-            sku=sku,
+            request_key=billed.request_key,
+            community_rollout_id=billed.community_rollout_id,
+            provider=billed.provider,
+            endpoint=billed.endpoint,
+            sku=billed.sku,
             request_count=1,
-            cost=cost,
-            result_count=result_count,
-            http_status=http_status,
+            cost=billed.cost,
+            result_count=billed.result_count,
+            http_status=billed.http_status,
+            outcome=billed.outcome.value,
         )
         .on_conflict_do_nothing(index_elements=[RolloutApiUsage.request_key])
         .returning(RolloutApiUsage.id)

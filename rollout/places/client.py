@@ -252,10 +252,15 @@ class PlacesClient:
         try:
             response = await self._http.request(method, path, json=body, headers=headers)
         except httpx.TimeoutException as exc:
+            # A read timeout comes after the request was sent: Google may have answered and
+            # billed it. Connect, pool and write timeouts mean it never fully left.
+            sent = isinstance(exc, httpx.ReadTimeout)
             failure = PlacesTimeoutError(
                 self._redact(f"Places {endpoint.value}: no answer within {self.timeout}s ({exc})"),
                 retryable=True,
                 endpoint=endpoint,
+                billed_sku=sku if sent else None,
+                billed_cost=request_cost(sku) if sent else None,
             )
         except httpx.DecodingError as exc:
             failure = self._malformed(endpoint, sku, f"undecodable body ({exc})")

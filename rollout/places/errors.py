@@ -55,6 +55,8 @@ class PlacesError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
         endpoint: Endpoint | None = None,
+        billed_sku: str | None = None,
+        billed_cost: Decimal | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -64,6 +66,10 @@ class PlacesError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after  # seconds, from Retry-After or RetryInfo
         self.endpoint = endpoint
+        # Set when Google bills (or may bill) the request although it failed on our side:
+        # a broken 200 body, or a request sent whose answer never came. Log it as billed.
+        self.billed_sku = billed_sku
+        self.billed_cost = billed_cost
 
     def __repr__(self) -> str:
         return (
@@ -122,7 +128,12 @@ class ServerError(PlacesError):
 
 
 class PlacesTimeoutError(PlacesError):
-    """No complete answer within the client's timeout."""
+    """No complete answer within the client's timeout.
+
+    When the request was sent and its answer did not arrive in time (a read timeout), Google
+    may well have answered, and billed, it: `billed_sku` / `billed_cost` are then set and the
+    request is logged as billed, so the usage log is never below the bill. A timeout before
+    the request was sent (connecting, or waiting for a pooled connection) leaves them unset."""
 
 
 class PlacesConnectionError(PlacesError):
@@ -136,17 +147,8 @@ class MalformedResponseError(PlacesError):
     way, so `billed_sku` / `billed_cost` say what this response cost: log them like a success.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        billed_sku: str | None = None,
-        billed_cost: Decimal | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, message: str, **kwargs: Any) -> None:
         super().__init__(message, retryable=True, **kwargs)
-        self.billed_sku = billed_sku
-        self.billed_cost = billed_cost
 
 
 # --------------------------------------------------------------------------------------

@@ -93,6 +93,7 @@ async def test_money_is_numeric(migrated_db: ScratchDatabase) -> None:
         await engine.dispose()
     assert set(found) == {
         ("rollout_api_usage", "cost"),
+        ("places_answers", "cost"),
         ("state_rollouts", "total_cost"),
         ("state_rollouts", "budget_usd"),
         ("community_rollouts", "api_cost_estimate"),

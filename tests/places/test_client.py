@@ -491,15 +491,19 @@ async def test_malformed_200_is_retryable_and_says_what_was_billed(
 
 
 @pytest.mark.parametrize(
-    ("raised", "kind"),
+    ("raised", "kind", "billed"),
     [
-        (httpx.ReadTimeout("timed out"), PlacesTimeoutError),
-        (httpx.ConnectTimeout("timed out"), PlacesTimeoutError),
-        (httpx.ConnectError("refused"), PlacesConnectionError),
-        (httpx.RemoteProtocolError("peer closed connection"), PlacesConnectionError),
+        # Sent, no answer: Google may have billed it, so the error says at which SKU.
+        (httpx.ReadTimeout("timed out"), PlacesTimeoutError, "Place Details Essentials IDs Only"),
+        (httpx.ConnectTimeout("timed out"), PlacesTimeoutError, None),
+        (httpx.PoolTimeout("timed out"), PlacesTimeoutError, None),
+        (httpx.ConnectError("refused"), PlacesConnectionError, None),
+        (httpx.RemoteProtocolError("peer closed connection"), PlacesConnectionError, None),
     ],
 )
-async def test_transport_failures_are_retryable(raised: Exception, kind: type[PlacesError]) -> None:
+async def test_transport_failures_are_retryable(
+    raised: Exception, kind: type[PlacesError], billed: str | None
+) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise raised
 
@@ -508,6 +512,8 @@ async def test_transport_failures_are_retryable(raised: Exception, kind: type[Pl
             await places.get_place("ChIJabc", "id")
     assert caught.value.retryable is True
     assert caught.value.status_code is None
+    assert caught.value.billed_sku == billed
+    assert (caught.value.billed_cost is None) == (billed is None)
     # Nothing chained: the httpx exception carries the request and its key header.
     assert caught.value.__cause__ is None
     assert caught.value.__context__ is None

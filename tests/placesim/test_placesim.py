@@ -461,9 +461,11 @@ async def test_injected_faults(sim: Sim, places: PlacesClient) -> None:
     async with PlacesClient(sim.base_url, SecretStr(SIM_KEY), timeout=0.3) as impatient:
         started = time.monotonic()
         with pytest.raises(PlacesTimeoutError) as timeout:
-            await impatient.search_text("plumber in Dover, DE", IDS)
+            await impatient.search_text("plumber in Dover, DE", LISTING)
         assert time.monotonic() - started < 2
     assert timeout.value.retryable
+    # Sent and never answered: the client says it may be billed, at the mask's SKU.
+    assert timeout.value.billed_sku == "Text Search Pro"
 
     sim.configure(timeout_rate=0.0, latency_ms=250.0)
     started = time.monotonic()
@@ -472,8 +474,8 @@ async def test_injected_faults(sim: Sim, places: PlacesClient) -> None:
 
     bill = sim.billing()
     assert bill["faults"] == {"error": 6, "malformed": 1, "timeout": 1}
-    # The truncated answer was still billed: the server answered it.
-    assert bill["skus"]["Text Search Pro"]["requests"] == 1
+    # The truncated answer and the one that never arrived were billed: the server made both.
+    assert bill["skus"]["Text Search Pro"]["requests"] == 2
 
 
 async def test_fault_sequence_is_deterministic(sim: Sim, places: PlacesClient) -> None:

@@ -22,7 +22,7 @@ age is a retention decision left to the owners, which the timestamps make possib
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -34,8 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from rollout.db.businesses import place_columns
 from rollout.db.community_scope import community_business_ids
 from rollout.db.models import Business, RolloutApiUsage
-from rollout.db.usage import log_api_usage
-from rollout.places.errors import MalformedResponseError, NotFoundError
+from rollout.db.usage import BilledRequest, UsageOutcome
+from rollout.places.errors import MalformedResponseError, NotFoundError, PlacesError
 from rollout.places.models import DetailsResult, Place
 from rollout.places.pricing import FieldMaskError
 
@@ -142,41 +142,46 @@ async def enrich_target(
     community_rollout_id: int,
     field_mask: str,
     request_key: str,
+    record: Callable[[BilledRequest], Awaitable[None]],
 ) -> tuple[TargetOutcome, Decimal]:
-    """One Place Details for one business: log what Google billed, then store the answer.
+    """One Place Details for one business: `record` what Google billed, then store the
+    answer.
 
     Places errors propagate (the caller maps them to Temporal's retry semantics) except
     NOT_FOUND, which concerns one obsolete place id, not the run.
     """
 
-    async def log(sku: str, cost: Decimal, result_count: int, http_status: int | None) -> None:
-        async with sessions.begin() as session:
-            await log_api_usage(
-                session,
-                request_key=request_key,
-                community_rollout_id=community_rollout_id,
-                endpoint=USAGE_ENDPOINT,
-                sku=sku,
-                cost=cost,
-                result_count=result_count,
-                http_status=http_status,
-            )
+    def billed(
+        sku: str, cost: Decimal, count: int, status: int | None, outcome: UsageOutcome
+    ) -> BilledRequest:
+        return BilledRequest(
+            request_key=request_key,
+            community_rollout_id=community_rollout_id,
+            endpoint=USAGE_ENDPOINT,
+            sku=sku,
+            cost=cost,
+            result_count=count,
+            http_status=status,
+            outcome=outcome,
+        )
 
     try:
         result = await client.get_place(target.place_id, field_mask)
     except NotFoundError:
         return TargetOutcome.NOT_FOUND, Decimal(0)
-    except MalformedResponseError as exc:
-        # Google billed the answer even though it arrived broken: log it, then fail
-        # (retryable) like any other transient error.
+    except PlacesError as exc:
+        # A broken 200 body, or a request sent whose answer never came: Google billed it,
+        # or may have; log it, then fail (retryable) like any other transient error.
         if exc.billed_sku is not None and exc.billed_cost is not None:
-            await log(exc.billed_sku, exc.billed_cost, 0, exc.status_code)
+            malformed = isinstance(exc, MalformedResponseError)
+            outcome = UsageOutcome.MALFORMED if malformed else UsageOutcome.TIMEOUT
+            await record(billed(exc.billed_sku, exc.billed_cost, 0, exc.status_code, outcome))
         raise
     except FieldMaskError:
         raise  # our configuration, not the place: fail the phase
     except ValueError:
         return TargetOutcome.INVALID, Decimal(0)
-    await log(result.sku, result.cost, 1, result.http_status)
+    await record(billed(result.sku, result.cost, 1, result.http_status, UsageOutcome.OK))
     async with sessions.begin() as session:
         await session.execute(
             update(Business)

@@ -13,6 +13,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.billing import BillingLog
 from activities.enrichment import EnrichmentActivities
 from rollout.db.models import Business, CommunityRolloutPhase, RolloutApiUsage
+from rollout.db.usage_spool import UsageSpool
 from rollout.payloads import PhaseInput, PhaseResult
 from rollout.phase_settings import PhaseSettings
 from rollout.phases.enrichment.payloads import EnrichmentFinish, EnrichRequest, EnrichTargetsRequest
@@ -41,11 +44,17 @@ PRICE = Decimal("0.02")  # $20 per 1,000
 
 @contextlib.asynccontextmanager
 async def activities(
-    seeded: Seeded, sim: Sim, key: str = "test-key"
+    seeded: Seeded,
+    sim: Sim,
+    key: str = "test-key",
+    *,
+    spool: Path | None = None,
+    client_timeout_s: float = 5.0,
 ) -> AsyncIterator[EnrichmentActivities]:
     settings = PhaseSettings(enrichment_fresh_days=30, phase_heartbeat_s=0.2)
-    async with PlacesClient(sim.base_url, SecretStr(key), timeout=5.0) as client:
-        yield EnrichmentActivities(seeded.sessions, client, settings)
+    billing = BillingLog(seeded.sessions, UsageSpool(spool or Path("/nonexistent/spool")))
+    async with PlacesClient(sim.base_url, SecretStr(key), timeout=client_timeout_s) as client:
+        yield EnrichmentActivities(seeded.sessions, client, settings, billing)
 
 
 async def run_phase4(
@@ -231,3 +240,29 @@ async def test_phase4_maps_places_errors(
     # Whatever was answered before the error is logged, and only that.
     count, _, _ = await usage(seeded)
     assert count == sim.billing()["total_requests"]
+
+
+async def test_broken_and_lost_details_are_logged_as_billed(engine: AsyncEngine, sim: Sim) -> None:
+    seeded = await seed_rollout(engine)
+    ids = await seed_from_truth(seeded, sim)
+    env = ActivityEnvironment()
+    request = EnrichRequest(
+        community_rollout_id=seeded.community_rollout_id, business_id=ids["targets"][0]
+    )
+    async with activities(seeded, sim, client_timeout_s=0.5) as acts:
+        sim.configure(malformed_rate=1.0)
+        with pytest.raises(ApplicationError):
+            await env.run(acts.places_enrich, request)
+        sim.configure(malformed_rate=0.0, timeout_rate=1.0, hang_s=3.0)
+        env.info = dataclasses.replace(env.info, attempt=2)
+        with pytest.raises(ApplicationError):
+            await env.run(acts.places_enrich, request)
+    async with seeded.sessions() as session:
+        rows = (await session.scalars(select(RolloutApiUsage))).all()
+    assert sorted((r.outcome, r.http_status, r.cost) for r in rows) == [
+        ("malformed", 200, PRICE),
+        ("timeout", None, PRICE),
+    ]
+    billed = sim.billing()
+    assert billed["total_requests"] == 2
+    assert Decimal(billed["total_cost"]) == PRICE * 2

@@ -1,0 +1,237 @@
+"""Phase 1's Places activities keep the usage log equal to the emulator's bill under faults:
+broken and lost answers, a database error after a purchase, and Postgres gone the moment an
+answer arrives. Real Postgres and the real emulator; only the loss of the database
+connection is simulated, by a session factory that refuses to connect when told to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.billing import BillingLog
+from activities.discovery import DiscoveryActivities
+from rollout.db.models import Business, PlacesAnswer, RolloutApiUsage
+from rollout.db.usage_spool import UsageSpool
+from rollout.phases.discovery.payloads import Box, PageRequest, SearchKind, SearchTask
+from rollout.phases.discovery.planning import DiscoverySettings
+from rollout.places.client import PlacesClient
+from tests.support.phase_fixtures import Seeded, seed_rollout
+from tests.support.placesim_support import SIM_KEY
+
+if TYPE_CHECKING:
+    from tests.support.places_fixtures import Sim
+
+pytest_plugins = ["tests.support.places_fixtures"]
+
+
+class Outage(Exception):
+    pass
+
+
+class FlakySessions:
+    """The real session factory, except that `begin()` fails like a dropped connection
+    while `down` is set, or for the next `fail_begins` calls."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self.down = False
+        self.fail_begins = 0
+
+    def __call__(self) -> AsyncSession:
+        return self.sessions()
+
+    def begin(self) -> Any:
+        if self.down or self.fail_begins:
+            self.fail_begins = max(self.fail_begins - 1, 0)
+            raise OperationalError("INSERT", None, ConnectionRefusedError("connection refused"))
+        return self.sessions.begin()
+
+
+@dataclasses.dataclass
+class Rig:
+    acts: DiscoveryActivities
+    flaky: FlakySessions
+    spool: UsageSpool
+    seeded: Seeded
+
+
+@contextlib.asynccontextmanager
+async def rig(
+    engine: AsyncEngine, sim: Sim, tmp_path: Path, client_timeout_s: float = 5.0
+) -> AsyncIterator[Rig]:
+    seeded = await seed_rollout(engine)
+    flaky = FlakySessions(seeded.sessions)
+    spool = UsageSpool(tmp_path / "spool.jsonl")
+    billing = BillingLog(flaky, spool, retry_delays_s=(0.0, 0.0))  # type: ignore[arg-type]
+    async with PlacesClient(sim.base_url, SecretStr(SIM_KEY), timeout=client_timeout_s) as places:
+        yield Rig(
+            DiscoveryActivities(flaky, places, DiscoverySettings(), billing),  # type: ignore[arg-type]
+            flaky,
+            spool,
+            seeded,
+        )
+
+
+def page_request(seeded: Seeded) -> PageRequest:
+    half = 0.02
+    task = SearchTask(
+        kind=SearchKind.TEXT,
+        label="restaurant",
+        text_query="restaurant",
+        included_type="restaurant",
+        box=Box(
+            south=seeded.latitude - half,
+            west=seeded.longitude - half,
+            north=seeded.latitude + half,
+            east=seeded.longitude + half,
+        ),
+    )
+    return PageRequest(
+        task=task,
+        community_rollout_id=seeded.community_rollout_id,
+        community_id=seeded.community_id,
+        region_id=seeded.region_id,
+    )
+
+
+async def usage_rows(seeded: Seeded) -> list[RolloutApiUsage]:
+    async with seeded.sessions() as session:
+        return list((await session.scalars(select(RolloutApiUsage))).all())
+
+
+async def assert_log_equals_bill(seeded: Seeded, sim: Sim) -> list[RolloutApiUsage]:
+    rows = await usage_rows(seeded)
+    bill = sim.billing()
+    assert len(rows) == bill["total_requests"]
+    assert sum((r.cost for r in rows), Decimal(0)) == Decimal(bill["total_cost"])
+    return rows
+
+
+def attempt(env: ActivityEnvironment, n: int) -> None:
+    env.info = dataclasses.replace(env.info, attempt=n)
+
+
+async def test_broken_and_lost_answers_are_logged_as_billed(
+    engine: AsyncEngine, sim: Sim, tmp_path: Path
+) -> None:
+    env = ActivityEnvironment()
+    async with rig(engine, sim, tmp_path, client_timeout_s=0.5) as r:
+        req = page_request(r.seeded)
+        sim.configure(malformed_rate=1.0)
+        with pytest.raises(ApplicationError) as broken:
+            await env.run(r.acts.places_search_page, req)
+        assert not broken.value.non_retryable
+        sim.configure(malformed_rate=0.0, timeout_rate=1.0, hang_s=3.0)
+        attempt(env, 2)
+        with pytest.raises(ApplicationError) as lost:
+            await env.run(r.acts.places_search_page, req)
+        assert not lost.value.non_retryable
+        sim.configure(timeout_rate=0.0)
+        attempt(env, 3)
+        outcome = await env.run(r.acts.places_search_page, req)
+    assert outcome.result_count > 0
+    rows = await assert_log_equals_bill(r.seeded, sim)
+    assert sorted((r.outcome, r.http_status) for r in rows) == [
+        ("malformed", 200),
+        ("ok", 200),
+        ("timeout", None),
+    ]
+    assert len({r.cost for r in rows}) == 1  # each at the mask's SKU price
+
+
+async def test_a_bought_page_is_not_bought_again_after_a_database_error(
+    engine: AsyncEngine, sim: Sim, tmp_path: Path
+) -> None:
+    env = ActivityEnvironment()
+    async with rig(engine, sim, tmp_path) as r:
+        req = page_request(r.seeded)
+        # The first begin() logs the purchase; the second (storing the places) fails.
+        original = r.flaky.begin
+        calls = 0
+
+        def fail_second() -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise OperationalError("INSERT", None, ConnectionResetError("reset"))
+            return original()
+
+        r.flaky.begin = fail_second  # type: ignore[method-assign]
+        with pytest.raises(OperationalError):
+            await env.run(r.acts.places_search_page, req)
+        r.flaky.begin = original  # type: ignore[method-assign]
+        bought = sim.billing()["total_requests"]
+        attempt(env, 2)
+        second = await env.run(r.acts.places_search_page, req)
+        attempt(env, 3)  # and once more after it was stored: the same outcome, no request
+        third = await env.run(r.acts.places_search_page, req)
+    assert bought == 1
+    assert sim.billing()["total_requests"] == 1
+    await assert_log_equals_bill(r.seeded, sim)
+    assert second == third
+    assert second.new_in_region == second.result_count > 0
+    async with r.seeded.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Business)) == (
+            second.result_count
+        )
+        kept = (await session.scalars(select(PlacesAnswer))).one()
+    assert kept.places is None  # Google's content lives in `businesses` only
+
+
+async def test_an_answer_billed_while_postgres_is_out_is_spooled_and_used_on_retry(
+    engine: AsyncEngine, sim: Sim, tmp_path: Path
+) -> None:
+    env = ActivityEnvironment()
+    async with rig(engine, sim, tmp_path) as r:
+        req = page_request(r.seeded)
+        r.flaky.down = True  # reads still work: Postgres goes away as the answer arrives
+        with pytest.raises(OperationalError):
+            await env.run(r.acts.places_search_page, req)
+        assert r.spool.pending() == 1
+        assert await usage_rows(r.seeded) == []
+        # Still out on the next attempt: nothing is bought.
+        attempt(env, 2)
+        with pytest.raises(OperationalError):
+            await env.run(r.acts.places_search_page, req)
+        assert sim.billing()["total_requests"] == 1
+        r.flaky.down = False
+        # Postgres is back: the worker's spool writer and the next attempt both write the
+        # same request; it is logged once, and the answer is used, not bought again.
+        assert await r.spool.flush(r.seeded.sessions) == 1
+        assert r.spool.pending() == 0
+        attempt(env, 3)
+        outcome = await env.run(r.acts.places_search_page, req)
+    assert sim.billing()["total_requests"] == 1
+    rows = await assert_log_equals_bill(r.seeded, sim)
+    assert len(rows) == 1
+    assert outcome.result_count > 0
+    assert outcome.new_in_region == outcome.result_count
+
+
+async def test_spool_keeps_requests_until_postgres_answers(
+    engine: AsyncEngine, sim: Sim, tmp_path: Path
+) -> None:
+    async with rig(engine, sim, tmp_path) as r:
+        r.flaky.down = True
+        with pytest.raises(OperationalError):
+            await ActivityEnvironment().run(r.acts.places_search_page, page_request(r.seeded))
+        with pytest.raises(OperationalError):
+            await r.spool.flush(r.flaky)  # type: ignore[arg-type]
+        assert r.spool.pending() == 1  # an interrupted flush keeps its batch
+        r.flaky.down = False
+        assert await r.spool.flush(r.flaky) == 1  # type: ignore[arg-type]
+        assert await r.spool.flush(r.flaky) == 0  # type: ignore[arg-type]
+    await assert_log_equals_bill(r.seeded, sim)
