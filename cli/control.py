@@ -5,6 +5,7 @@ Every failure an operator can act on is a ControlError with one line that says w
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -28,13 +29,20 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from rollout.contract import ROLLOUT_TASK_QUEUE, state_workflow_id
+from rollout.contract import (
+    ROLLOUT_TASK_QUEUE,
+    community_workflow_id,
+    discovery_workflow_id,
+    enrichment_workflow_id,
+    state_workflow_id,
+)
 from rollout.db import records
 from rollout.db.errors import is_connection_error, unavailable
 from rollout.db.session import create_engine
 from rollout.payloads import (
     BatchSizeInput,
     CommandAnswer,
+    InFlightCommunity,
     PauseInput,
     ProgressDocument,
     ResumeInput,
@@ -44,7 +52,10 @@ from rollout.payloads import (
 )
 from rollout.settings import Settings
 from rollout.states import STATE_NAMES
-from rollout.status import ACTIVE_ROLLOUT_STATUSES, RolloutStatus
+from rollout.status import ACTIVE_ROLLOUT_STATUSES, Phase, RolloutStatus
+from workflows.community_rollout import CommunityRolloutWorkflow
+from workflows.discovery import CommunityDiscoveryWorkflow
+from workflows.enrichment import CommunityEnrichmentWorkflow
 from workflows.state_rollout import (
     STATE_CODE_KEY,
     STATUS_KEY,
@@ -292,9 +303,48 @@ async def query_progress(client: Client, state: str) -> ProgressDocument | None:
         return None
 
 
+LIVE_QUERY_TIMEOUT = timedelta(seconds=3)
+
+
+async def _live(client: Client, state: str, community: InFlightCommunity) -> InFlightCommunity:
+    """One in-flight community with its phase and, in phases 1 and 4, the live counts of
+    its phase workflow; as it was when a workflow does not answer (starting, or closing)."""
+    workflow_id = community_workflow_id(state, community.community_id)
+    try:
+        phase = await client.get_workflow_handle_for(
+            CommunityRolloutWorkflow.run, workflow_id
+        ).query(CommunityRolloutWorkflow.current_phase, rpc_timeout=LIVE_QUERY_TIMEOUT)
+        live: dict[str, object] = {"phase": phase}
+        if phase == Phase.DISCOVERY:
+            found = await client.get_workflow_handle_for(
+                CommunityDiscoveryWorkflow.run, discovery_workflow_id(workflow_id)
+            ).query(CommunityDiscoveryWorkflow.discovery_progress, rpc_timeout=LIVE_QUERY_TIMEOUT)
+            live.update(
+                requests=int(found["requests"]),
+                businesses=int(found.get("businesses", 0)),
+                cost_usd=Decimal(found["cost_usd"]),
+            )
+        elif phase == Phase.ENRICHMENT:
+            enriched = await client.get_workflow_handle_for(
+                CommunityEnrichmentWorkflow.run, enrichment_workflow_id(workflow_id)
+            ).query(CommunityEnrichmentWorkflow.enrichment_progress, rpc_timeout=LIVE_QUERY_TIMEOUT)
+            live.update(
+                requests=int(enriched.get("requests", 0)),
+                cost_usd=Decimal(str(enriched.get("cost_usd", "0"))),
+            )
+    except Exception:  # not started yet, closing, or no worker: what is known will do
+        return community
+    return community.model_copy(update=live)
+
+
 async def progress(client: Client, settings: Settings, state: str) -> ProgressDocument:
+    """The progress document: from the state workflow, each in-flight community's phase and
+    live counts from its own workflows; from the database when no workflow answers."""
     document = await query_progress(client, state)
     if document is not None:
+        if document.in_flight:
+            live = await asyncio.gather(*(_live(client, state, c) for c in document.in_flight))
+            document = document.model_copy(update={"in_flight": list(live)})
         return document
     async with _database(settings) as engine, AsyncSession(engine) as session:
         document = await records.progress_from_db(session, state)

@@ -9,6 +9,11 @@ from rich.text import Text
 
 from cli.control import RolloutListing
 from rollout.payloads import ProgressDocument
+from rollout.progress import in_flight_line, progress_line
+from rollout.status import PHASE_NAMES, Phase
+
+MAX_IN_FLIGHT_ROWS = 12
+MAX_IN_FLIGHT_LINE = 5
 
 STATUS_STYLE = {
     "in_progress": "bold cyan",
@@ -45,32 +50,30 @@ def progress_view(doc: ProgressDocument) -> RenderableType:
     if doc.paused_reason:
         parts.append(Text(f"paused: {doc.paused_reason}", style="yellow"))
     if doc.in_flight:
-        names = ", ".join(c.name for c in doc.in_flight[:8])
-        more = f" and {len(doc.in_flight) - 8} more" if len(doc.in_flight) > 8 else ""
-        parts.append(Text(f"now: {names}{more}", style="dim"))
+        table = Table(box=None, show_header=True, header_style="dim", pad_edge=False)
+        for column in ("in flight", "phase", "requests", "businesses", "cost"):
+            table.add_column(
+                column, justify="left" if column in ("in flight", "phase") else "right"
+            )
+        for c in doc.in_flight[:MAX_IN_FLIGHT_ROWS]:
+            table.add_row(
+                c.name,
+                "starting" if c.phase is None else f"{c.phase} {PHASE_NAMES[Phase(c.phase)]}",
+                "" if c.requests is None else f"{c.requests:,}",
+                "" if c.businesses is None else f"{c.businesses:,}",
+                "" if c.cost_usd is None else f"${c.cost_usd:,.2f}",
+            )
+        parts.append(table)
+        if len(doc.in_flight) > MAX_IN_FLIGHT_ROWS:
+            more = len(doc.in_flight) - MAX_IN_FLIGHT_ROWS
+            parts.append(Text(f"and {more} more in flight", style="dim"))
     return Group(*parts)
 
 
-def progress_line(doc: ProgressDocument) -> str:
-    """One plain line per state of a rollout, for `progress --watch` into a pipe or a log,
-    where a live-redrawn bar would print nothing until the end."""
-    r = doc.rollout
-    b = doc.status_breakdown
-    done = b.completed + b.failed + b.cancelled
-    paused = f" ({doc.paused_reason})" if doc.paused_reason else ""
-    return (
-        f"{r.state_code} {r.status.value}{paused}: {done}/{r.total_communities} communities "
-        f"(completed {b.completed}, failed {b.failed}, in flight {b.processing}, "
-        f"queued {b.queued}, paused {b.paused}, cancelled {b.cancelled}), "
-        f"businesses {doc.total_businesses}, news sources {doc.total_news_sources}, "
-        f"cost ${doc.total_cost}"
-    )
-
-
 class ProgressLines:
-    """`progress_line` printed only when it changed: a rollout followed into a pipe or a
-    log. `from_first_community` holds back the lines of a rollout whose rows are not
-    written yet ("0/0 communities")."""
+    """`progress_line` and the in-flight communities, printed only when they changed: a
+    rollout followed into a pipe or a log. `from_first_community` holds back the lines of a
+    rollout whose rows are not written yet ("0/0 communities")."""
 
     def __init__(self, console: Console, *, from_first_community: bool = False) -> None:
         self.console = console
@@ -79,6 +82,10 @@ class ProgressLines:
 
     def show(self, doc: ProgressDocument) -> None:
         line = progress_line(doc)
+        if doc.in_flight:
+            now = "; ".join(in_flight_line(c) for c in doc.in_flight[:MAX_IN_FLIGHT_LINE])
+            more = len(doc.in_flight) - MAX_IN_FLIGHT_LINE
+            line += f" | now: {now}" + (f"; {more} more" if more > 0 else "")
         if line == self.last or (self.from_first_community and not doc.rollout.total_communities):
             return
         self.console.print(line, soft_wrap=True)

@@ -81,6 +81,12 @@ class CommunityRef(Payload):
 
 class InFlightCommunity(CommunityRef):
     started_at: datetime
+    # Live, filled by `starter.py progress` from the community's own workflows (the state
+    # workflow does not hear of them: they change with every request).
+    phase: int | None = None
+    requests: int | None = None
+    businesses: int | None = None
+    cost_usd: Decimal | None = None
 
 
 class CommunityResult(Payload):

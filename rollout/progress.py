@@ -20,7 +20,7 @@ from rollout.payloads import (
     Totals,
     cents,
 )
-from rollout.status import RolloutStatus
+from rollout.status import PHASE_NAMES, Phase, RolloutStatus
 
 FINISHED = frozenset({RolloutStatus.COMPLETED, RolloutStatus.CANCELLED, RolloutStatus.FAILED})
 
@@ -98,3 +98,35 @@ def build_progress(
         in_flight=sorted(in_flight, key=lambda c: c.position),
         paused_reason=facts.paused_reason,
     )
+
+
+def progress_line(doc: ProgressDocument) -> str:
+    """One plain line for a rollout's state: `progress --watch` into a pipe or a log (where a
+    live-redrawn bar would print nothing until the end) and the state workflow's details in
+    the Web UI."""
+    r = doc.rollout
+    b = doc.status_breakdown
+    done = b.completed + b.failed + b.cancelled
+    paused = f" ({doc.paused_reason})" if doc.paused_reason else ""
+    return (
+        f"{r.state_code} {r.status.value}{paused}: {done}/{r.total_communities} communities "
+        f"(completed {b.completed}, failed {b.failed}, in flight {b.processing}, "
+        f"queued {b.queued}, paused {b.paused}, cancelled {b.cancelled}), "
+        f"businesses {doc.total_businesses}, news sources {doc.total_news_sources}, "
+        f"cost ${doc.total_cost}"
+    )
+
+
+def in_flight_line(community: InFlightCommunity) -> str:
+    """What one in-flight community is doing, as far as is known."""
+    text = community.name
+    if community.phase is not None:
+        text += f": phase {community.phase} ({PHASE_NAMES[Phase(community.phase)]})"
+    live = []
+    if community.requests is not None:
+        live.append(f"{community.requests:,} requests")
+    if community.businesses is not None:
+        live.append(f"{community.businesses:,} businesses")
+    if community.cost_usd is not None:
+        live.append(f"${community.cost_usd:.2f}")
+    return text + (f", {', '.join(live)}" if live else "")

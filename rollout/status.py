@@ -53,6 +53,16 @@ class Phase(IntEnum):
     SEEDING = 6
 
 
+PHASE_NAMES = {
+    Phase.DISCOVERY: "business discovery",
+    Phase.WEBSITE_SCAN: "website scanning",
+    Phase.NEWS_SOURCES: "news-source setup",
+    Phase.ENRICHMENT: "enrichment",
+    Phase.VERIFICATION: "verification",
+    Phase.SEEDING: "cross-platform seeding",
+}
+
+
 class Platform(StrEnum):
     """Downstream platforms that cross-platform seeding writes outbox rows for."""
 

@@ -57,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from rollout.phases.discovery.payloads import DiscoveryInput
     from rollout.phases.enrichment.payloads import EnrichmentInput
-    from rollout.status import CommunityStatus, Phase, PhaseStatus
+    from rollout.status import PHASE_NAMES, CommunityStatus, Phase, PhaseStatus
 
 # The phases that are one activity each (1 and 4 are child workflows of single requests).
 PHASE_ACTIVITIES: dict[Phase, Activity[PhaseInput, PhaseResult]] = {
@@ -176,6 +176,9 @@ class CommunityRolloutWorkflow:
         )
         for phase in Phase:
             self._phase = phase
+            workflow.set_current_details(
+                f"{inp.community_name}: phase {int(phase)} of {len(Phase)}, {PHASE_NAMES[phase]}"
+            )
             try:
                 await self._run_phase(phase, phase_input, inp)
             except asyncio.CancelledError:

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         DiscoveryInput,
         DiscoveryPlan,
         DiscoveryStrategy,
+        PageOutcome,
         PageRequest,
         PurchaseListRequest,
         SearchKind,
@@ -46,6 +47,7 @@ class CommunityDiscoveryWorkflow:
     def __init__(self) -> None:
         self._requests = 0
         self._cost = Decimal(0)
+        self._businesses = 0
         self._frontier: list[SearchTask] = []
         self._run_key: str | None = None
         self._purchases: int | None = None
@@ -56,6 +58,7 @@ class CommunityDiscoveryWorkflow:
         progress = {
             "requests": str(self._requests),
             "cost_usd": str(self._cost),
+            "businesses": str(self._businesses),
             "frontier": str(len(self._frontier)),
         }
         if self._purchases is not None:
@@ -76,6 +79,7 @@ class CommunityDiscoveryWorkflow:
             self._frontier = list(inp.carry.frontier)
             self._requests = inp.carry.requests
             self._cost = inp.carry.cost_usd
+            self._businesses = inp.carry.businesses
             self._run_key = inp.carry.run_key
             self._purchases = inp.carry.purchases
             self._next_purchase = inp.carry.next_purchase
@@ -123,6 +127,21 @@ class CommunityDiscoveryWorkflow:
             DiscoveryActivities.discovery_finish, phase, summary="phase 1: count businesses"
         )
 
+    def _count(self, outcome: PageOutcome) -> None:
+        self._requests += 1
+        self._cost += outcome.cost_usd
+        self._businesses += outcome.new_in_region
+        self._show()
+
+    def _show(self) -> None:
+        """The Web UI's "current details" of this run (not recorded in the history)."""
+        stage = "exploring" if self._purchases is None else "buying"
+        lines = f"{self._next_purchase}/{self._purchases} lines" if self._purchases else ""
+        workflow.set_current_details(
+            f"phase 1 discovery, {stage} {lines}: {self._requests:,} requests, "
+            f"{self._businesses:,} businesses found, ${self._cost:.2f}"
+        )
+
     async def _pool(self, more: Callable[[], bool], take: Job, inp: DiscoveryInput) -> bool:
         return await run_pool(
             more, take, at_once=inp.streams, continue_as_new_after=inp.continue_as_new_after_events
@@ -133,6 +152,7 @@ class CommunityDiscoveryWorkflow:
             frontier=self._frontier,
             requests=self._requests,
             cost_usd=self._cost,
+            businesses=self._businesses,
             runs=(inp.carry.runs if inp.carry else 1) + 1,
             run_key=self._run_key,
             purchases=self._purchases,
@@ -165,8 +185,7 @@ class CommunityDiscoveryWorkflow:
                 summary=f"{task.kind.value} {task.label} d{task.depth} p{page_number}"
                 + (" probe" if task.probe else ""),
             )
-            self._requests += 1
-            self._cost += outcome.cost_usd
+            self._count(outcome)
             total += outcome.result_count
             if task.kind is SearchKind.NEARBY or not outcome.next_page_token:
                 break
@@ -200,8 +219,7 @@ class CommunityDiscoveryWorkflow:
                 throttle_ms=inp.throttle_ms,
                 summary=f"buy {seq} p{page_number}",
             )
-            self._requests += 1
-            self._cost += outcome.cost_usd
+            self._count(outcome)
             if not outcome.next_page_token:
                 break
             token = outcome.next_page_token

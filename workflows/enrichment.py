@@ -35,9 +35,15 @@ class CommunityEnrichmentWorkflow:
         self._carry = EnrichmentCarry()
 
     @workflow.query(name=Query.ENRICHMENT_PROGRESS)
-    def enrichment_progress(self) -> dict[str, int]:
+    def enrichment_progress(self) -> dict[str, int | str]:
         c = self._carry
-        return {"enriched": c.enriched, "fresh": c.fresh, "not_found": c.not_found}
+        return {
+            "enriched": c.enriched,
+            "fresh": c.fresh,
+            "not_found": c.not_found,
+            "requests": c.requests,
+            "cost_usd": str(c.cost_usd),
+        }
 
     @workflow.run
     async def run(self, inp: EnrichmentInput) -> PhaseResult:
@@ -105,6 +111,12 @@ class CommunityEnrichmentWorkflow:
             summary=f"details {business_id}",
         )
         carry = self._carry
+        carry.requests += 1
+        carry.cost_usd += outcome.cost_usd
+        workflow.set_current_details(
+            f"phase 4 enrichment: {carry.requests:,} requests, {carry.enriched:,} enriched, "
+            f"${carry.cost_usd:.2f}"
+        )
         if outcome.outcome == "enriched":
             carry.enriched += 1
         elif outcome.outcome == "fresh":

@@ -86,7 +86,7 @@ with workflow.unsafe.imports_passed_through():
         cents,
     )
     from rollout.progress import FINISHED as FINISHED_STATUSES
-    from rollout.progress import RolloutFacts, average_cost, build_progress
+    from rollout.progress import RolloutFacts, average_cost, build_progress, progress_line
     from rollout.states import STATE_NAMES
     from rollout.status import CommunityStatus, RolloutStatus
 
@@ -309,6 +309,10 @@ class StateRolloutWorkflow:
 
     @workflow.signal(name=Signal.COMMUNITY_FINISHED)
     def community_finished(self, result: CommunityResult) -> None:
+        self._finished(result)
+        self._show()
+
+    def _finished(self, result: CommunityResult) -> None:
         entry = self._in_flight.pop(result.community_rollout_id, None)
         if entry is None:  # a duplicate report, or one for an earlier rollout's child
             return
@@ -316,7 +320,7 @@ class StateRolloutWorkflow:
         if result.status is CommunityStatus.PAUSED:
             # The community could not run for a rollout-wide reason: it goes back to the
             # front of the queue, and the rollout pauses with that reason.
-            ref = CommunityRef(**entry.model_dump(exclude={"started_at"}))
+            ref = CommunityRef(**entry.model_dump(include=set(CommunityRef.model_fields)))
             if self._auto_resume and result.resume_when == "outage":
                 pauses = self._outage_pauses.get(ref.community_rollout_id, 0) + 1
                 self._outage_pauses[ref.community_rollout_id] = pauses
@@ -444,8 +448,17 @@ class StateRolloutWorkflow:
             return False
         return len(self._in_flight) < self._batch_size and bool(self._buffer or not self._exhausted)
 
+    def _show(self) -> None:
+        """The Web UI's "current details" of the rollout (not recorded in the history; each
+        community's own workflow shows its phase and live counts)."""
+        now = ", ".join(c.name for c in list(self._in_flight.values())[:10])
+        workflow.set_current_details(
+            progress_line(self.progress()) + (f"; in flight: {now}" if now else "")
+        )
+
     async def _dispatch(self) -> None:
         while True:
+            self._show()
             await workflow.wait_condition(self._wants_attention)
             if self._cancel_requested:
                 return

@@ -10,7 +10,11 @@ import json
 import signal
 import subprocess
 import sys
+import time
+from decimal import Decimal
+from typing import Any
 
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowExecutionStatus
 
 from rollout.contract import community_workflow_id, state_workflow_id
@@ -52,6 +56,26 @@ async def succeeds(env: RolloutEnv, *args: str) -> str:
     return result.stdout
 
 
+async def current_details(env: RolloutEnv, workflow_id: str) -> str:
+    """What the Web UI shows as a workflow's current details (the SDK's metadata query)."""
+    metadata = await env.client.get_workflow_handle(workflow_id).query(
+        "__temporal_workflow_metadata", result_type=WorkflowMetadata
+    )
+    return str(metadata.current_details)
+
+
+async def in_flight_with_phase(env: RolloutEnv, state: str) -> dict[str, Any]:
+    """The first in-flight community `progress --json` shows with its phase."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        document = json.loads(await succeeds(env, "progress", state, "--json"))
+        for community in document["in_flight"]:
+            if community["phase"] is not None:
+                return dict(community)
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no in-flight community of {state} showed its phase in 120 s")
+
+
 async def test_operator_errors_and_watch_through_a_live_rollout(rollout_env: RolloutEnv) -> None:
     env = rollout_env
 
@@ -71,6 +95,20 @@ async def test_operator_errors_and_watch_through_a_live_rollout(rollout_env: Rol
     await env.wait_for(
         "DE", lambda d: d.rollout.status is RolloutStatus.IN_PROGRESS, what="in progress"
     )
+
+    # Each in-flight community shows its phase, and in phase 1 its live counts, from its
+    # own workflows.
+    live = await in_flight_with_phase(env, "DE")
+    assert 1 <= live["phase"] <= 6
+    if live["phase"] == 1:
+        assert live["requests"] is not None
+        assert live["businesses"] is not None
+        assert Decimal(live["cost_usd"]) >= 0
+    # The Web UI's "current details" of the rollout and of a community.
+    details = await current_details(env, state_workflow_id("DE"))
+    assert details.startswith("DE in_progress: "), details
+    community = community_workflow_id("DE", live["community_id"])
+    assert " of 6, " in await current_details(env, community)
 
     # A second start of a running state, and resume when not paused, are refused.
     await fails_with(env, "DE already has", "start", "DE")

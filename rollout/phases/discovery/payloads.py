@@ -112,6 +112,7 @@ class DiscoveryCarry(BaseModel):
     frontier: list[SearchTask]
     requests: int = 0
     cost_usd: Decimal = Decimal(0)
+    businesses: int = 0  # new to the community's region so far
     runs: int = 1
     # cover strategy: the exploration's key, and once planned, the purchases left
     run_key: str | None = None

@@ -21,6 +21,8 @@ class EnrichmentCarry(Payload):
     fresh: int = 0
     enriched: int = 0
     not_found: int = 0
+    requests: int = 0
+    cost_usd: Decimal = Decimal(0)
     runs: int = 1
 
 
