@@ -306,7 +306,9 @@ async def query_progress(client: Client, state: str) -> ProgressDocument | None:
 LIVE_QUERY_TIMEOUT = timedelta(seconds=3)
 
 
-async def _live(client: Client, state: str, community: InFlightCommunity) -> InFlightCommunity:
+async def live_community(
+    client: Client, state: str, community: InFlightCommunity
+) -> InFlightCommunity:
     """One in-flight community with its phase and, in phases 1 and 4, the live counts of
     its phase workflow; as it was when a workflow does not answer (starting, or closing)."""
     workflow_id = community_workflow_id(state, community.community_id)
@@ -332,9 +334,32 @@ async def _live(client: Client, state: str, community: InFlightCommunity) -> InF
                 requests=int(enriched.get("requests", 0)),
                 cost_usd=Decimal(str(enriched.get("cost_usd", "0"))),
             )
-    except Exception:  # not started yet, closing, or no worker: what is known will do
-        return community
+    except Exception:  # not started yet, closing, no worker, or stuck: see what is known
+        problem = await _stuck(client, workflow_id)
+        return community.model_copy(update={"problem": problem}) if problem else community
     return community.model_copy(update=live)
+
+
+# A workflow task that has failed this often is not a passing hiccup.
+STUCK_AFTER_ATTEMPTS = 3
+
+
+async def _stuck(client: Client, workflow_id: str) -> str | None:
+    """Why a running workflow makes no progress, if its workflow task keeps failing."""
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe(
+            rpc_timeout=LIVE_QUERY_TIMEOUT
+        )
+    except Exception:
+        return None
+    task = described.raw_description.pending_workflow_task
+    if task.attempt < STUCK_AFTER_ATTEMPTS:
+        return None
+    since = described.raw_description.workflow_execution_info.start_time.ToDatetime()
+    return (
+        f"workflow task failing (attempt {task.attempt}; started {since:%Y-%m-%d %H:%M} UTC): "
+        "see the worker's log or the Web UI; it resumes by itself once a fixed worker runs"
+    )
 
 
 async def progress(client: Client, settings: Settings, state: str) -> ProgressDocument:
@@ -343,7 +368,9 @@ async def progress(client: Client, settings: Settings, state: str) -> ProgressDo
     document = await query_progress(client, state)
     if document is not None:
         if document.in_flight:
-            live = await asyncio.gather(*(_live(client, state, c) for c in document.in_flight))
+            live = await asyncio.gather(
+                *(live_community(client, state, c) for c in document.in_flight)
+            )
             document = document.model_copy(update={"in_flight": list(live)})
         return document
     async with _database(settings) as engine, AsyncSession(engine) as session:

@@ -56,9 +56,15 @@ def progress_view(doc: ProgressDocument) -> RenderableType:
                 column, justify="left" if column in ("in flight", "phase") else "right"
             )
         for c in doc.in_flight[:MAX_IN_FLIGHT_ROWS]:
+            if c.problem:
+                phase = Text(c.problem, style="bold red")
+            elif c.phase is None:
+                phase = Text("starting")
+            else:
+                phase = Text(f"{c.phase} {PHASE_NAMES[Phase(c.phase)]}")
             table.add_row(
                 c.name,
-                "starting" if c.phase is None else f"{c.phase} {PHASE_NAMES[Phase(c.phase)]}",
+                phase,
                 "" if c.requests is None else f"{c.requests:,}",
                 "" if c.businesses is None else f"{c.businesses:,}",
                 "" if c.cost_usd is None else f"${c.cost_usd:,.2f}",

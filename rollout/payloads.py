@@ -87,6 +87,9 @@ class InFlightCommunity(CommunityRef):
     requests: int | None = None
     businesses: int | None = None
     cost_usd: Decimal | None = None
+    # Why it makes no progress, when its workflow says so (a workflow task failing again and
+    # again: a bug, or a change that does not replay).
+    problem: str | None = None
 
 
 class CommunityResult(Payload):

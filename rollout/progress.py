@@ -120,6 +120,8 @@ def progress_line(doc: ProgressDocument) -> str:
 def in_flight_line(community: InFlightCommunity) -> str:
     """What one in-flight community is doing, as far as is known."""
     text = community.name
+    if community.problem:
+        return f"{text}: {community.problem}"
     if community.phase is not None:
         text += f": phase {community.phase} ({PHASE_NAMES[Phase(community.phase)]})"
     live = []

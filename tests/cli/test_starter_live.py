@@ -11,14 +11,19 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from temporalio import workflow
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from cli import control
 from rollout.contract import community_workflow_id, state_workflow_id
-from rollout.payloads import RolloutSummary
+from rollout.payloads import InFlightCommunity, RolloutSummary
+from rollout.progress import in_flight_line
 from rollout.status import RolloutStatus
 from tests.cli.test_starter_cli import one_error_line
 from tests.conftest import PROJECT_ROOT
@@ -291,3 +296,48 @@ async def test_failures_are_listed_and_retried_without_sql(rollout_env: RolloutE
         await env.client.get_workflow_handle(state_workflow_id("DE")).result()
     )
     assert (third.completed, third.failed, third.cancelled) == (1, 0, 0)
+
+
+@workflow.defn(name="BuggyCommunity")
+class BuggyCommunity:
+    """A workflow whose every task fails: a bug, as a bad deploy would have."""
+
+    @workflow.run
+    async def run(self) -> None:
+        raise RuntimeError("a bug in workflow code")
+
+
+async def test_a_workflow_stuck_on_a_bug_is_named_not_hidden(rollout_env: RolloutEnv) -> None:
+    env = rollout_env
+    queue = "buggy-community"
+    community = InFlightCommunity(
+        community_rollout_id=1,
+        community_id=4699066,
+        name="Houston",
+        position=1,
+        started_at=datetime.now(UTC),
+    )
+    workflow_id = community_workflow_id("ZZ", community.community_id)
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[BuggyCommunity],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        handle = await env.client.start_workflow(
+            BuggyCommunity.run, id=workflow_id, task_queue=queue
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                described = await handle.describe()
+                if described.raw_description.pending_workflow_task.attempt >= 3:
+                    break
+                assert time.monotonic() < deadline, "the workflow task never failed 3 times"
+                await asyncio.sleep(0.5)
+            live = await control.live_community(env.client, "ZZ", community)
+        finally:
+            await handle.terminate("test over")
+    assert live.problem is not None
+    assert live.problem.startswith("workflow task failing (attempt "), live.problem
+    assert in_flight_line(live).startswith("Houston: workflow task failing")
