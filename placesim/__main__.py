@@ -12,10 +12,12 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from placesim.config import SimConfig
+from placesim.skus import DEFAULT_SKU_TABLE, SkuTable, load_sku_table
 from rollout.logsetup import configure_logging
 
 
@@ -49,11 +51,18 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="businesses kept generated (LRU by community; default 50,000, ~40 MB)",
     )
+    add(
+        "--sku-table",
+        type=Path,
+        default=DEFAULT_SKU_TABLE,
+        metavar="PATH",
+        help="the field -> SKU and price table to bill with (default: placesim/data/skus.json)",
+    )
     add("--log-level", default="INFO")
     return p
 
 
-async def _serve(args: argparse.Namespace, config: SimConfig) -> None:
+async def _serve(args: argparse.Namespace, config: SimConfig, skus: SkuTable) -> None:
     # Imported here, after the flags are checked, so a bad flag fails fast: the world imports
     # the communities data layer, and with it SQLAlchemy.
     from placesim.httpserver import HttpServer
@@ -65,7 +74,7 @@ async def _serve(args: argparse.Namespace, config: SimConfig) -> None:
         if args.cache_businesses is None
         else World(args.seed, cache_businesses=args.cache_businesses)
     )
-    app = App(world, config, public_url=args.public_url)
+    app = App(world, config, public_url=args.public_url, skus=skus)
     server = HttpServer(app.handle)
     app.http_stats = server.stats
     port = await server.start(args.host, args.port)
@@ -104,7 +113,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}\n")
         return 2
     try:
-        asyncio.run(_serve(args, config))
+        skus = load_sku_table(args.sku_table)
+    except OSError as exc:
+        sys.stderr.write(f"error: --sku-table: {args.sku_table}: {exc.strerror}\n")
+        return 2
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "".join(f"{part}: " for part in first["loc"])
+        sys.stderr.write(f"error: --sku-table: {args.sku_table}: {where}{first['msg']}\n")
+        return 2
+    try:
+        asyncio.run(_serve(args, config, skus))
     except OSError as exc:
         sys.stderr.write(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}\n")
         return 1

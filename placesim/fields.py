@@ -1,5 +1,5 @@
 """Field masks and the Place JSON of the emulator: which SKU a mask bills (with the
-project's own pricing), and what a masked answer holds."""
+emulator's own SKU table, placesim.skus), and what a masked answer holds."""
 
 from __future__ import annotations
 
@@ -7,19 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from placesim import rpc
-from placesim.world import Business
-from rollout.places.pricing import (
-    Endpoint,
+from placesim.skus import (
     FieldMaskError,
+    Method,
+    SkuTable,
     UnknownFieldError,
-    sku_for,
+    camel_case,
     split_field_mask,
 )
-
-
-def _camel(segment: str) -> str:
-    head, *rest = segment.split("_")
-    return head + "".join(w[:1].upper() + w[1:] for w in rest)
+from placesim.world import Business
 
 
 @dataclass(frozen=True)
@@ -29,25 +25,25 @@ class Mask:
     response_fields: frozenset[str]
 
 
-def parse_mask(endpoint: Endpoint, raw: str | None) -> Mask:
+def parse_mask(method: Method, raw: str | None, skus: SkuTable) -> Mask:
     """Validate the mask like the API (400 if missing or unknown) and price it."""
     if raw is None or not raw.strip():
         raise rpc.missing_field_mask()
     try:
-        sku = sku_for(endpoint, raw, strict=True)
-        paths = split_field_mask(raw, strict=True)
+        paths = split_field_mask(raw)
+        sku = skus.sku_for(method, paths)
     except UnknownFieldError as exc:
-        raise rpc.unknown_fields(list(exc.fields)) from None
+        raise rpc.unknown_fields(list(exc.paths)) from None
     except FieldMaskError:
         raise rpc.missing_field_mask() from None
     place_paths: list[tuple[str, ...]] = []
     response: set[str] = set()
     for path in paths:
-        segments = tuple(_camel(s) for s in path.split("."))
+        segments = tuple(camel_case(s) for s in path.split("."))
         if path == "*":
             place_paths.append(("*",))
             response.add("*")
-        elif endpoint is Endpoint.GET_PLACE:
+        elif method is Method.GET_PLACE:
             place_paths.append(segments)
         elif segments[0] == "places":
             place_paths.append(segments[1:] or ("*",))

@@ -6,8 +6,9 @@ per-day a fixed window that resets at midnight Pacific Time (UTC-8; Google reset
 quotas at midnight PT; daylight saving is ignored). Only requests let through count; a
 request refused with 429 uses no quota.
 
-Billing charges each successfully answered request at the list price of the SKU its field
-mask implies, with `rollout.places.pricing`, so it agrees with the project's own cost log.
+Billing charges each answered request at the list price of the SKU its field mask implies,
+from the emulator's own SKU table (placesim.skus), not the client's pricing code, so the
+project's cost log agrees with this bill only if the client prices requests as Google does.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from decimal import Decimal
 from typing import Any
 
 from placesim.config import SimConfig
-from rollout.places.pricing import request_cost
+from placesim.skus import Method, SkuTable, default_sku_table
 
-METHODS = ("searchText", "searchNearby", "getPlace")
+METHODS = tuple(method.value for method in Method)
 _PACIFIC_OFFSET_S = 8 * 3600
 
 
@@ -39,9 +40,11 @@ class Meter:
         self,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        skus: SkuTable | None = None,
     ) -> None:
         self._clock = clock
         self._wall = wall
+        self.skus = skus if skus is not None else default_sku_table()
         self.reset()
 
     def reset(self) -> None:
@@ -82,7 +85,7 @@ class Meter:
 
     def bill(self, sku: str) -> None:
         self.sku_requests[sku] += 1
-        self.sku_cost[sku] = self.sku_cost.get(sku, Decimal(0)) + request_cost(sku)
+        self.sku_cost[sku] = self.sku_cost.get(sku, Decimal(0)) + self.skus.request_cost(sku)
 
     def snapshot(self) -> dict[str, Any]:
         total = sum(self.sku_cost.values(), Decimal(0))

@@ -27,11 +27,13 @@ def placesim_argv(
     host: str = "127.0.0.1",
     seed: int = 1,
     qpm: int = 600,
+    sku_table: Path | None = None,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
+    table = [] if sku_table is None else ["--sku-table", str(sku_table)]
     return [
         sys.executable, "-m", "placesim", "--host", host, "--port", str(port),
-        "--seed", str(seed), "--qpm", str(qpm), *extra_args,
+        "--seed", str(seed), "--qpm", str(qpm), *table, *extra_args,
     ]  # fmt: skip
 
 
@@ -42,13 +44,17 @@ def placesim_process(
     host: str = "127.0.0.1",
     seed: int = 1,
     qpm: int = 600,
+    sku_table: Path | None = None,
     extra_args: Sequence[str] = (),
 ) -> ManagedProcess:
     """The emulator as a ManagedProcess (not started). It runs from the project root, so
-    `-m placesim` imports however the project is installed."""
+    `-m placesim` imports however the project is installed. `sku_table`: bill from this table
+    instead of placesim/data/skus.json."""
     return ManagedProcess(
         "placesim",
-        placesim_argv(port, host=host, seed=seed, qpm=qpm, extra_args=extra_args),
+        placesim_argv(
+            port, host=host, seed=seed, qpm=qpm, sku_table=sku_table, extra_args=extra_args
+        ),
         log_path,
         cwd=PROJECT_ROOT,
     )
@@ -76,6 +82,7 @@ class PlacesimServer:
         *,
         seed: int = 1,
         qpm: int = 600,
+        sku_table: Path | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 30.0,
     ) -> None:
@@ -83,7 +90,12 @@ class PlacesimServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.startup_timeout = startup_timeout
         self.process = placesim_process(
-            self.port, log_dir / "placesim.log", seed=seed, qpm=qpm, extra_args=extra_args
+            self.port,
+            log_dir / "placesim.log",
+            seed=seed,
+            qpm=qpm,
+            sku_table=sku_table,
+            extra_args=extra_args,
         )
 
     def start(self) -> PlacesimServer:

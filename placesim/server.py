@@ -4,7 +4,9 @@ endpoints, and the hosted business websites.
 An API request goes through the same steps as at Google, in this order: API key (400
 API_KEY_INVALID, 403 without a key), API enabled (403 SERVICE_DISABLED), quotas (429), then
 injected latency and faults, field mask (400), body (400), the answer. Only successful
-answers are billed; a malformed (truncated) answer is billed too, because the server did the
+answers are billed, at the SKU the emulator's own table (placesim.skus) gives the mask, never
+the client's pricing, so a pricing mistake in the client shows as a usage log that no longer
+matches this bill. A malformed (truncated) answer is billed too, because the server did the
 work, as Google bills what it answered, and so is a timeout fault: an answer made and billed
 that never reaches the client.
 
@@ -33,9 +35,9 @@ from placesim.geo import Area, Disc, disc_intersects
 from placesim.httpserver import Request, Response
 from placesim.meter import Meter
 from placesim.sites import ROBOTS_TXT, SiteRenderer, site_truth
+from placesim.skus import Method, SkuTable, default_sku_table
 from placesim.tokens import PageTokens
 from placesim.world import Business, World
-from rollout.places.pricing import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +89,19 @@ class FaultDice:
 
 
 class App:
-    def __init__(self, world: World, config: SimConfig, *, public_url: str | None = None) -> None:
+    def __init__(
+        self,
+        world: World,
+        config: SimConfig,
+        *,
+        public_url: str | None = None,
+        skus: SkuTable | None = None,
+    ) -> None:
         self.world = world
         self.config = config
         self.public_url = public_url.rstrip("/") if public_url else None
-        self.meter = Meter()
+        self.skus = skus if skus is not None else default_sku_table()
+        self.meter = Meter(skus=self.skus)
         self.dice = FaultDice(world.seed)
         self.tokens = PageTokens(world.seed)
         # Set by whoever runs the HTTP server: its connection and request counters.
@@ -117,20 +127,20 @@ class App:
 
     # -- Places API ----------------------------------------------------------------------
 
-    def _route(self, request: Request) -> Endpoint | None:
+    def _route(self, request: Request) -> Method | None:
         if request.method == "POST" and request.path == "/v1/places:searchText":
-            return Endpoint.SEARCH_TEXT
+            return Method.SEARCH_TEXT
         if request.method == "POST" and request.path == "/v1/places:searchNearby":
-            return Endpoint.SEARCH_NEARBY
+            return Method.SEARCH_NEARBY
         if request.method == "GET" and request.path.startswith("/v1/places/"):
-            return Endpoint.GET_PLACE
+            return Method.GET_PLACE
         return None
 
     async def _api(self, request: Request) -> Response:
-        endpoint = self._route(request)
-        if endpoint is None:
+        method = self._route(request)
+        if method is None:
             return _api_error(rpc.not_found(f"The requested URL {request.path} was not found."))
-        response = await self._api_call(endpoint, request)
+        response = await self._api_call(method, request)
         if response.status >= 400:
             self.meter.errors[str(response.status)] += 1
         return response
@@ -144,18 +154,18 @@ class App:
             return rpc.api_key_invalid()
         return None
 
-    async def _api_call(self, endpoint: Endpoint, request: Request) -> Response:
+    async def _api_call(self, method: Method, request: Request) -> Response:
         config = self.config
         key_error = self._check_key(request)
         if key_error is not None:
             return _api_error(key_error)
         if config.disabled:
             return _api_error(rpc.service_disabled())
-        refusal = self.meter.admit(endpoint.value, config)
+        refusal = self.meter.admit(method.value, config)
         if refusal is not None:
             return _api_error(
                 rpc.quota_exceeded(
-                    endpoint.value,
+                    method.value,
                     per_day=refusal.per_day,
                     limit=refusal.limit,
                     retry_after_s=refusal.retry_after_s,
@@ -174,8 +184,8 @@ class App:
                 or request.param("fields")
                 or request.param("$fields")
             )
-            mask = fields.parse_mask(endpoint, raw_mask)
-            data = self._answer(endpoint, request, mask)
+            mask = fields.parse_mask(method, raw_mask, self.skus)
+            data = self._answer(method, request, mask)
         except rpc.ApiError as error:
             return _api_error(error)
         self.meter.bill(mask.sku)
@@ -188,7 +198,7 @@ class App:
         if fault.kind == "malformed":
             self.meter.faults["malformed"] += 1
             response.body = response.body[: max(len(response.body) // 2, 1)]
-        log.debug("%s -> 200 (%s)", endpoint.value, mask.sku)
+        log.debug("%s -> 200 (%s)", method.value, mask.sku)
         return response
 
     def _body(self, request: Request) -> dict[str, Any]:
@@ -200,16 +210,16 @@ class App:
             raise rpc.invalid_argument("Invalid JSON payload received. Expected an object.")
         return body
 
-    def _answer(self, endpoint: Endpoint, request: Request, mask: fields.Mask) -> dict[str, Any]:
+    def _answer(self, method: Method, request: Request, mask: fields.Mask) -> dict[str, Any]:
         base = self.base_url(request)
         data: dict[str, Any] = {}
-        if endpoint is Endpoint.GET_PLACE:
+        if method is Method.GET_PLACE:
             place_id = request.path.removeprefix("/v1/places/")
             business = search.get_place(self.world, place_id, self._guard)
             return fields.project(fields.place_json(business, base), mask)
         body = self._body(request)
         token: str | None = None
-        if endpoint is Endpoint.SEARCH_TEXT:
+        if method is Method.SEARCH_TEXT:
             found, token = search.text_search(self.world, body, self.tokens, self._guard)
         else:
             found = search.nearby_search(self.world, body, self._guard)

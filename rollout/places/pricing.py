@@ -5,8 +5,8 @@ page of a search too) is one billable event (reference/places.md section 3). Bot
 list and the field -> SKU tables are data with a date (`data/pricing_<date>.json`), not code
 constants: when Google changes them, add a new dated file and point `DEFAULT_PRICE_LIST` at it.
 
-The emulator (`placesim`) bills with these same functions, so the project's own cost log and the
-emulator's bill must agree to the cent.
+The emulator (`placesim`) bills from its own SKU table (placesim/data/skus.json), not from this
+module, so a mistake here shows as a cost log that no longer matches the emulator's bill.
 """
 
 from __future__ import annotations
