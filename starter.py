@@ -541,12 +541,7 @@ def cmd_estimate(args: argparse.Namespace, settings: Settings) -> None:
     from rollout.communities import load_communities
     from rollout.estimate import estimate
 
-    result = estimate(
-        load_communities(args.state),
-        settings.discovery,
-        skip_enrichment=args.skip_enrichment,
-        enrichment_mask=settings.phases.enrichment_field_mask,
-    )
+    result = estimate(load_communities(args.state), settings.discovery)
     table = Table(
         title=f"Estimate for {STATE_NAMES[args.state]}: {result.communities:,} communities, "
         f"about {result.businesses:,} businesses"
@@ -651,7 +646,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("estimate", help="expected Places requests and cost, before spending")
     p.add_argument("state", type=_state_arg)
-    p.add_argument("--skip-enrichment", action="store_true")
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser(

@@ -49,8 +49,6 @@ from rollout.phases.discovery.payloads import (
     SearchTask,
 )
 from rollout.phases.discovery.planning import (
-    DETAILS_MASK,
-    SEARCH_MASK,
     DiscoverySettings,
     bounding_box,
     plan,
@@ -116,7 +114,9 @@ class DiscoveryActivities:
         answer = await self._buy(
             req.community_rollout_id,
             endpoint,
-            lambda: search_page(self.places, req.task, req.page_token),
+            lambda: search_page(
+                self.places, req.task, req.page_token, paid_mask=self.settings.search_mask
+            ),
         )
         assert answer is not None  # only Place Details answers None (NOT_FOUND)
         new = answer.new_in_region
@@ -170,8 +170,8 @@ class DiscoveryActivities:
         cover = await asyncio.to_thread(
             plan_cover,
             [ProbedSearch(key, got) for key, got in pages.items()],
-            page_cost=request_cost(sku_for(Endpoint.SEARCH_TEXT, SEARCH_MASK)),
-            details_cost=request_cost(sku_for(Endpoint.GET_PLACE, DETAILS_MASK)),
+            page_cost=request_cost(sku_for(Endpoint.SEARCH_TEXT, self.settings.search_mask)),
+            details_cost=request_cost(sku_for(Endpoint.GET_PLACE, self.settings.details_mask)),
             exclude=known,
         )
         lines: list[dict[str, object]] = [
@@ -265,9 +265,15 @@ class DiscoveryActivities:
         request: Callable[[], Awaitable[SearchPage | DetailsResult]]
         if task is None:
             assert place_id is not None
-            request = partial(self.places.get_place, place_id, DETAILS_MASK)
+            request = partial(self.places.get_place, place_id, self.settings.details_mask)
         else:
-            request = partial(search_page, self.places, task, req.page_token)
+            request = partial(
+                search_page,
+                self.places,
+                task,
+                req.page_token,
+                paid_mask=self.settings.search_mask,
+            )
         endpoint = (Endpoint.GET_PLACE if task is None else Endpoint.SEARCH_TEXT).value
         answer = await self._buy(req.community_rollout_id, endpoint, request)
         if answer is None:
@@ -412,7 +418,11 @@ class DiscoveryActivities:
                 )
             if store and places:
                 new = await upsert_places(
-                    session, places, community_id=community_id, region_id=region_id
+                    session,
+                    places,
+                    community_id=community_id,
+                    region_id=region_id,
+                    enriched=True,
                 )
             await answers.mark_stored(session, answer.request_id, new)
         return new

@@ -3,6 +3,7 @@ emulator's own SKU table, placesim.skus), and what a masked answer holds."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,4 +125,52 @@ def place_json(b: Business, base_url: str) -> dict[str, Any]:
     website = b.website_uri(base_url)
     if website is not None:
         data["websiteUri"] = website
+    data.update(_hours_and_prices(b))
     return data
+
+
+_DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+_PRICED = {"restaurant", "cafe", "bar", "bakery", "hair_salon", "beauty_salon", "barber_shop"}
+_PRICE_LEVELS = (
+    "PRICE_LEVEL_INEXPENSIVE",
+    "PRICE_LEVEL_MODERATE",
+    "PRICE_LEVEL_MODERATE",
+    "PRICE_LEVEL_EXPENSIVE",
+)
+
+
+def _clock(hour: int) -> str:
+    return f"{(hour - 1) % 12 + 1}:00\u202f{'AM' if hour < 12 else 'PM'}"
+
+
+def _hours_and_prices(b: Business) -> dict[str, Any]:
+    """Opening hours for about three businesses in four, and a price level (and range) for
+    most of the kinds Google prices: drawn from the place id, so every answer agrees."""
+    draw = int.from_bytes(hashlib.sha256(b.place_id.encode()).digest()[:8], "big")
+    out: dict[str, Any] = {}
+    if draw % 4:
+        opens, closes = 7 + draw % 4, 17 + (draw >> 4) % 6
+        open_days = range(1, 7) if (draw >> 8) % 3 else range(7)  # closed Sundays, or not
+        periods = [
+            {
+                "open": {"day": day, "hour": opens, "minute": 0},
+                "close": {"day": day, "hour": closes, "minute": 0},
+            }
+            for day in open_days
+        ]
+        descriptions = [
+            f"{_DAYS[day]}: {_clock(opens)} \u2013 {_clock(closes)}"
+            if day in open_days
+            else f"{_DAYS[day]}: Closed"
+            for day in (*range(1, 7), 0)
+        ]
+        out["regularOpeningHours"] = {"periods": periods, "weekdayDescriptions": descriptions}
+    if b.primary_type in _PRICED and (draw >> 12) % 5:
+        level = (draw >> 16) % len(_PRICE_LEVELS)
+        out["priceLevel"] = _PRICE_LEVELS[level]
+        low = 10 * (level + 1)
+        out["priceRange"] = {
+            "startPrice": {"currencyCode": "USD", "units": str(low)},
+            "endPrice": {"currencyCode": "USD", "units": str(low * 2)},
+        }
+    return out

@@ -19,7 +19,9 @@ a share of them:
   (together, capped at all of them) at COVER_IDS_PER_PAGE per paid page, plus one Place
   Details for COVER_DETAILS_SHARE of them (both measured on the emulator's worlds by
   bench/discovery_coverage.py: 11.9-15.8 ids per page, 0-3.3% by details);
-- enrichment (unless skipped) costs one Place Details per business with a website.
+- enrichment costs no Places request: phase 1's pages carry the enrichment fields (same
+  SKU), and phase 4 enriches from the businesses' own websites. With
+  DISCOVERY_ATMOSPHERE=true every paid page and Place Details bills at its Atmosphere SKU.
 Prices come from the dated price list (rollout/places/pricing.py), at the first paid tier,
 without the monthly free caps (shown separately).
 """
@@ -34,19 +36,12 @@ from decimal import Decimal
 
 from rollout.communities import CommunityRecord
 from rollout.phases.discovery.payloads import DiscoveryStrategy
-from rollout.phases.discovery.planning import (
-    DETAILS_MASK,
-    PROBE_MASK,
-    SEARCH_MASK,
-    TEXT_SEARCH_CAP,
-    DiscoverySettings,
-)
+from rollout.phases.discovery.planning import PROBE_MASK, TEXT_SEARCH_CAP, DiscoverySettings
 from rollout.places.pricing import Endpoint, free_monthly_cap, request_cost, sku_for
 
 RESIDENTS_PER_BUSINESS = 40
 DENSE_SHARE = 0.03  # of a community's businesses matched by one dense category or query
 SPARSE_SHARE = 0.006  # ... by one sparse category
-WEBSITE_SHARE = 0.6  # businesses with a website (phase 4 enriches those)
 LEAF_FILL = 45  # results in an average quadtree leaf (the cap is 60)
 PAGE = 20
 COVER_IDS_PER_PAGE = 12
@@ -93,21 +88,15 @@ def _probe_pages(matches: float) -> int:
     return 3 + math.ceil(leaves * 4 / 3) * 3
 
 
-def estimate(
-    communities: Sequence[CommunityRecord],
-    settings: DiscoverySettings,
-    *,
-    skip_enrichment: bool = False,
-    enrichment_mask: str | None = None,
-) -> Estimate:
-    text_sku = sku_for(Endpoint.SEARCH_TEXT, SEARCH_MASK)
+def estimate(communities: Sequence[CommunityRecord], settings: DiscoverySettings) -> Estimate:
+    text_sku = sku_for(Endpoint.SEARCH_TEXT, settings.search_mask)
     probe_sku = sku_for(Endpoint.SEARCH_TEXT, PROBE_MASK)
-    nearby_sku = sku_for(Endpoint.SEARCH_NEARBY, SEARCH_MASK.replace(",nextPageToken", ""))
+    nearby_sku = sku_for(Endpoint.SEARCH_NEARBY, settings.search_mask.replace(",nextPageToken", ""))
     requests: dict[str, int] = defaultdict(int)
     businesses = 0
     dense = len(settings.dense_categories) + len(settings.text_queries)
     cover = settings.strategy is DiscoveryStrategy.COVER
-    details_sku = sku_for(Endpoint.GET_PLACE, DETAILS_MASK)
+    details_sku = sku_for(Endpoint.GET_PLACE, settings.details_mask)
     matched_share = min(1.0, dense * DENSE_SHARE + len(settings.sparse_categories) * SPARSE_SHARE)
     for community in communities:
         found = max(community.population / RESIDENTS_PER_BUSINESS, 15)
@@ -130,9 +119,6 @@ def estimate(
             paid, probes = _text_requests(sparse_matches)
             requests[text_sku] += len(settings.sparse_categories) * paid
             requests[probe_sku] += len(settings.sparse_categories) * probes
-    if not skip_enrichment and enrichment_mask:
-        details_sku = sku_for(Endpoint.GET_PLACE, enrichment_mask)
-        requests[details_sku] += round(businesses * WEBSITE_SHARE)
     skus = [
         SkuEstimate(
             sku=sku,

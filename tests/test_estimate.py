@@ -13,8 +13,6 @@ from rollout.phases.discovery.planning import DiscoverySettings
 from rollout.places.pricing import request_cost
 from tests.conftest import PROJECT_ROOT
 
-MASK = "id,displayName,websiteUri"
-
 
 def town(population: int) -> CommunityRecord:
     return CommunityRecord(1, "Town", "DE", 39.0, -75.5, population, None)
@@ -27,26 +25,27 @@ def test_a_small_town_costs_one_page_per_search() -> None:
         text_queries=["shop"],
         strategy=DiscoveryStrategy.STREAM,
     )
-    result = estimate([town(2_000)], settings, skip_enrichment=True)
+    result = estimate([town(2_000)], settings)
     by_sku = {s.sku: s.requests for s in result.skus}
     # 50 businesses: 3 dense searches of one page each, one Nearby, no probes, no details.
     assert by_sku == {"Text Search Enterprise": 3, "Nearby Search Enterprise": 1}
     assert result.cost_usd == 4 * request_cost("Text Search Enterprise")
 
 
-def test_a_big_city_splits_probes_and_enriches() -> None:
+def test_a_big_city_splits_probes_and_buys_no_details_for_enrichment() -> None:
     settings = DiscoverySettings(
         dense_categories=["cafe"],
         sparse_categories=[],
         text_queries=[],
         strategy=DiscoveryStrategy.STREAM,
     )
-    result = estimate([town(2_000_000)], settings, enrichment_mask=MASK)
+    result = estimate([town(2_000_000)], settings)
     by_sku = {s.sku: s.requests for s in result.skus}
     # 50,000 businesses, 1,500 cafes: over the 60 cap, so leaves (34) and free probes.
     assert by_sku["Text Search Enterprise"] == 3 + 34 * 3
     assert by_sku["Text Search Essentials IDs Only"] == 46 * 3
-    assert by_sku["Place Details Enterprise"] == 30_000
+    # Enrichment rides on the pages phase 1 buys: not one Place Details for it.
+    assert "Place Details Enterprise" not in by_sku
     assert next(s for s in result.skus if s.sku.endswith("IDs Only")).cost_usd == Decimal(0)
 
 
@@ -55,7 +54,7 @@ def test_the_cover_strategy_probes_free_and_buys_each_match_about_once() -> None
         dense_categories=["cafe", "bank"], sparse_categories=["florist"], text_queries=["shop"]
     )
     assert settings.strategy is DiscoveryStrategy.COVER
-    result = estimate([town(2_000), town(400_000)], settings, skip_enrichment=True)
+    result = estimate([town(2_000), town(400_000)], settings)
     by_sku = {s.sku: s.requests for s in result.skus}
     # Town: 50 businesses, 9.6% matched (3 x 3% + 0.6%): 5 ids, one paid page.
     # City: 10,000 businesses, 960 matched: 80 pages (12 ids each), 29 details (3%).
@@ -82,3 +81,16 @@ def test_estimate_command_prints_a_table_without_any_service() -> None:
     assert "Estimate for Delaware: 56 communities" in result.stdout
     assert "Text Search Enterprise" in result.stdout
     assert len(load_communities("DE")) == 56
+
+
+def test_atmosphere_fields_are_priced_when_turned_on() -> None:
+    plain = DiscoverySettings(dense_categories=["cafe"], sparse_categories=[], text_queries=[])
+    rich = plain.model_copy(update={"atmosphere": True})
+    cheap, dear = estimate([town(400_000)], plain), estimate([town(400_000)], rich)
+    assert {s.sku for s in dear.skus} == {
+        "Text Search Essentials IDs Only",
+        "Text Search Enterprise + Atmosphere",
+        "Place Details Enterprise + Atmosphere",
+    }
+    assert [s.requests for s in dear.skus] == [s.requests for s in cheap.skus]
+    assert dear.cost_usd > cheap.cost_usd

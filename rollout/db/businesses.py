@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -68,21 +69,24 @@ _UPSERT = text(
             CAST(:business_status AS text[]), CAST(:website_uri AS text[]),
             CAST(:national_phone_number AS text[]), CAST(:google_maps_uri AS text[]),
             CAST(:pure_service_area_business AS boolean[]), CAST(:rating AS numeric[]),
-            CAST(:user_rating_count AS integer[])
+            CAST(:user_rating_count AS integer[]), CAST(:enrichment AS text[])
         ) AS u(place_id, name, formatted_address, latitude, longitude, primary_type, types,
                business_status, website_uri, national_phone_number, google_maps_uri,
-               pure_service_area_business, rating, user_rating_count)
+               pure_service_area_business, rating, user_rating_count, enrichment)
     ),
     upserted AS (
         INSERT INTO businesses (place_id, community_id, {", ".join(_REFRESHED)},
-                                places_fetched_at)
+                                enrichment, enriched_at, places_fetched_at)
         SELECT place_id, :community_id, name, formatted_address, latitude, longitude,
                primary_type, string_to_array(types, ','), business_status, website_uri,
                national_phone_number, google_maps_uri, pure_service_area_business, rating,
-               user_rating_count, now()
+               user_rating_count, CAST(enrichment AS jsonb),
+               CASE WHEN enrichment IS NULL THEN NULL ELSE now() END, now()
         FROM input
         ON CONFLICT (place_id) DO UPDATE SET
             {", ".join(f"{c} = excluded.{c}" for c in _REFRESHED)},
+            enrichment = coalesce(excluded.enrichment, businesses.enrichment),
+            enriched_at = coalesce(excluded.enriched_at, businesses.enriched_at),
             last_seen_at = now(), places_fetched_at = now(), updated_at = now()
         RETURNING id
     )
@@ -95,13 +99,20 @@ _UPSERT = text(
 
 
 async def upsert_places(
-    session: AsyncSession, places: Sequence[Place], *, community_id: int, region_id: int
+    session: AsyncSession,
+    places: Sequence[Place],
+    *,
+    community_id: int,
+    region_id: int,
+    enriched: bool = False,
 ) -> int:
     """Insert or refresh `places` by place id in one statement, and link them to the region.
 
     Returns how many of them the region did not have yet. The first community to find a
     business keeps it (community_id is set on insert only); re-sightings refresh the
-    Google fields, last_seen_at and places_fetched_at.
+    Google fields, last_seen_at and places_fetched_at. `enriched`: the answer was bought
+    with the enrichment fields, so `enrichment` is replaced by what it carried (even
+    nothing: Google has no hours for that place) and `enriched_at` stamped.
     """
     unique = list({p.id: p for p in places}.values())  # a page never repeats an id
     if not unique:
@@ -111,6 +122,7 @@ async def upsert_places(
         c: [r[c] for r in rows] for c in ("place_id", *_REFRESHED) if c != "types"
     }
     columns["types"] = [",".join(p.types or ()) for p in unique]
+    columns["enrichment"] = [json.dumps(p.enrichment()) if enriched else None for p in unique]
     linked = await session.execute(
         _UPSERT, {**columns, "community_id": community_id, "region_id": region_id}
     )

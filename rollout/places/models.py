@@ -71,7 +71,9 @@ class Place(BaseModel):
         alias_generator=to_camel,
         validate_by_name=True,
         validate_by_alias=True,
-        extra="ignore",  # Google adds fields over time; unknown ones must not break parsing
+        # Fields without a typed attribute (the Atmosphere ones, and those Google adds over
+        # time) are kept as sent, never refused: `extra_fields` hands them on.
+        extra="allow",
     )
 
     id: str = Field(min_length=1)
@@ -87,6 +89,20 @@ class Place(BaseModel):
     pure_service_area_business: bool | None = None
     rating: float | None = Field(default=None, ge=0, le=5)
     user_rating_count: int | None = Field(default=None, ge=0)
+    # Enrichment: kept as Google shapes them (businesses.enrichment).
+    international_phone_number: str | None = None
+    regular_opening_hours: dict[str, Any] | None = None
+    price_level: str | None = None
+    price_range: dict[str, Any] | None = None
+    address_components: list[dict[str, Any]] | None = None
+
+    def enrichment(self) -> dict[str, Any]:
+        """What the platform keeps beyond the listing columns: the enrichment fields and
+        any other field the answer carried (Atmosphere), in the API's spelling."""
+        typed = self.model_dump(
+            mode="json", by_alias=True, exclude_none=True, include=_ENRICHMENT_ATTRIBUTES
+        )
+        return {**typed, **(self.model_extra or {})}
 
     @field_validator("display_name", mode="before")
     @classmethod
@@ -103,6 +119,15 @@ class Place(BaseModel):
         if isinstance(value, str) and value not in BusinessStatus.__members__:
             return BusinessStatus.BUSINESS_STATUS_UNSPECIFIED
         return value
+
+
+_ENRICHMENT_ATTRIBUTES = {
+    "international_phone_number",
+    "regular_opening_hours",
+    "price_level",
+    "price_range",
+    "address_components",
+}
 
 
 class _Billed(BaseModel):

@@ -662,6 +662,16 @@ async def test_enrichment_workflow_continues_as_new_and_pays_each_place_once(
         c=community,
     )
     assert with_site > 10
+    # Phase 1's pages carried the enrichment fields: every business it bought is enriched.
+    assert (
+        await env.scalar(
+            "SELECT count(*) FROM businesses WHERE enriched_at IS NULL OR enrichment IS NULL"
+        )
+        == 0
+    )
+    # Listings older than ENRICHMENT_FRESH_DAYS (bought before, or by an older version): phase
+    # 4 refreshes them with Place Details, one billed request each.
+    await env.write("UPDATE businesses SET enriched_at = now() - interval '40 days' RETURNING 1")
     details = "Place Details Enterprise"
     billed_before = env.emulator.get("/sim/billing")["skus"].get(details, {}).get("requests", 0)
 
@@ -701,9 +711,9 @@ async def test_enrichment_workflow_continues_as_new_and_pays_each_place_once(
     )
     assert billed == logged == with_site
     assert first.cost_usd == second.cost_usd == Decimal("0.02") * with_site
-    assert await env.scalar("SELECT count(*) FROM businesses WHERE enriched_at IS NOT NULL") == (
-        with_site
-    )
+    assert await env.scalar(
+        "SELECT count(*) FROM businesses WHERE enriched_at > now() - interval '1 day'"
+    ) == (with_site)
 
 
 async def test_a_terminated_child_fails_its_community_and_the_window_refills(

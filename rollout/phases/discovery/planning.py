@@ -87,9 +87,41 @@ LISTING_FIELDS = (
     "businessStatus", "googleMapsUri", "pureServiceAreaBusiness", "websiteUri",
     "nationalPhoneNumber", "rating", "userRatingCount",
 )  # fmt: skip
-SEARCH_MASK = ",".join([*(f"places.{f}" for f in LISTING_FIELDS), "nextPageToken"])
+# What the platform keeps beyond the listing, from the SKUs phase 1 already pays for (Pro
+# and Enterprise): a request is billed once at the highest SKU in its mask however many of
+# that SKU's fields it asks for (reference/places.md section 3), so these cost nothing more
+# and no later phase buys them again.
+ENRICHMENT_FIELDS = (
+    "addressComponents", "internationalPhoneNumber", "regularOpeningHours", "priceLevel",
+    "priceRange",
+)  # fmt: skip
+# Google's Atmosphere fields make every page dearer (Enterprise + Atmosphere: $40 instead of
+# $35 per 1,000 Text Search pages): only with DISCOVERY_ATMOSPHERE=true.
+ATMOSPHERE_FIELDS = (
+    "editorialSummary", "paymentOptions", "parkingOptions", "outdoorSeating", "takeout",
+    "delivery", "dineIn", "reservable", "goodForChildren", "allowsDogs", "restroom",
+)  # fmt: skip
+
+
+def place_fields(*, atmosphere: bool = False) -> tuple[str, ...]:
+    """Every Place field phase 1 buys."""
+    return LISTING_FIELDS + ENRICHMENT_FIELDS + (ATMOSPHERE_FIELDS if atmosphere else ())
+
+
+def search_mask(*, atmosphere: bool = False) -> str:
+    """A paid search page: Text Search Enterprise (+ Atmosphere when asked)."""
+    fields = (f"places.{f}" for f in place_fields(atmosphere=atmosphere))
+    return ",".join([*fields, "nextPageToken"])
+
+
+def details_mask(*, atmosphere: bool = False) -> str:
+    """Place Details for one id the cover left over: the same fields as a page."""
+    return ",".join(place_fields(atmosphere=atmosphere))
+
+
+SEARCH_MASK = search_mask()
 PROBE_MASK = "places.id,nextPageToken"  # Text Search Essentials (IDs Only): free
-DETAILS_MASK = ",".join(LISTING_FIELDS)  # Place Details Enterprise: one id the cover left over
+DETAILS_MASK = details_mask()
 
 
 class DiscoverySettings(BaseSettings):
@@ -113,6 +145,17 @@ class DiscoverySettings(BaseSettings):
     # find every place, so only known places are spared. (Google lets lat/lng be cached for
     # 30 days, reference/places.md section 7; ENRICHMENT_FRESH_DAYS is the same idea.)
     fresh_days: int = Field(default=30, ge=0)
+    # Buy Google's Atmosphere fields too (editorial summary, payment and parking options,
+    # ...): every paid page then bills at the Enterprise + Atmosphere SKU.
+    atmosphere: bool = False
+
+    @property
+    def search_mask(self) -> str:
+        return search_mask(atmosphere=self.atmosphere)
+
+    @property
+    def details_mask(self) -> str:
+        return details_mask(atmosphere=self.atmosphere)
 
     @property
     def rules(self) -> CoverageRules:

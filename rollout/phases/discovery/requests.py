@@ -17,10 +17,14 @@ def rectangle(box: Box) -> Rectangle:
 
 
 async def search_page(
-    places: PlacesClient, task: SearchTask, page_token: str | None = None
+    places: PlacesClient,
+    task: SearchTask,
+    page_token: str | None = None,
+    *,
+    paid_mask: str = SEARCH_MASK,
 ) -> SearchPage:
-    """One page of `task`: free IDs-only for a probe, the paid listing mask otherwise."""
-    mask = PROBE_MASK if task.probe else SEARCH_MASK
+    """One page of `task`: free IDs-only for a probe, `paid_mask` otherwise."""
+    mask = PROBE_MASK if task.probe else paid_mask
     if task.kind is SearchKind.NEARBY:
         assert task.center_lat is not None
         assert task.center_lng is not None

@@ -235,3 +235,22 @@ async def test_spool_keeps_requests_until_postgres_answers(
         assert await r.spool.flush(r.flaky) == 1  # type: ignore[arg-type]
         assert await r.spool.flush(r.flaky) == 0  # type: ignore[arg-type]
     await assert_log_equals_bill(r.seeded, sim)
+
+
+async def test_a_bought_page_carries_the_enrichment_fields_at_no_extra_cost(
+    engine: AsyncEngine, sim: Sim, tmp_path: Path
+) -> None:
+    async with rig(engine, sim, tmp_path) as r:
+        outcome = await ActivityEnvironment().run(r.acts.places_search_page, page_request(r.seeded))
+    assert outcome.sku == "Text Search Enterprise"  # what the listing alone bills at
+    async with r.seeded.sessions() as session:
+        rows = (await session.scalars(select(Business))).all()
+    assert len(rows) == outcome.result_count > 0
+    # Every business is enriched by its page, so phase 4 has nothing to buy for it.
+    assert all(b.enriched_at is not None and b.enrichment is not None for b in rows)
+    with_hours = [b for b in rows if "regularOpeningHours" in (b.enrichment or {})]
+    assert with_hours
+    assert all("internationalPhoneNumber" in (b.enrichment or {}) for b in rows)
+    # A restaurant search: Google prices most of them.
+    assert any("priceLevel" in (b.enrichment or {}) for b in rows)
+    await assert_log_equals_bill(r.seeded, sim)
