@@ -1,4 +1,5 @@
-"""Phase 4 activities: Pro enrichment with Place Details (skipped with skip_enrichment).
+"""Phase 4 activities: enrichment from the businesses' own websites, and Place Details for
+listings whose enrichment fields are stale (skipped with skip_enrichment).
 
 CommunityEnrichmentWorkflow lists the targets (`phase4_targets`), makes one request per
 `places_enrich` activity on the rate-limited `rollout-places` queue, and totals up
@@ -37,6 +38,7 @@ from rollout.phases.enrichment.payloads import (
     EnrichTargets,
     EnrichTargetsRequest,
 )
+from rollout.phases.enrichment.website import merge_site_profiles
 from rollout.places.client import PlacesClient
 from rollout.places.errors import PlacesError
 from rollout.places.pricing import Endpoint, FieldMaskError, sku_for
@@ -126,11 +128,14 @@ class EnrichmentActivities:
     async def finish(self, req: EnrichmentFinish) -> PhaseResult:
         cr_id = req.phase.community_rollout_id
         async with self.sessions.begin() as session:
+            profiles = await merge_site_profiles(session, req.phase.community_id)
             cost = await phase_cost(session, cr_id)
             await mark_phase(session, cr_id, Phase.ENRICHMENT, PhaseStatus.COMPLETED)
         activity.logger.info(
-            "community %s: %s enriched (%s), %s still fresh, %s not found; phase cost $%s",
+            "community %s: %s enriched from their own websites; %s refreshed (%s), %s "
+            "still fresh, %s not found; phase cost $%s",
             req.phase.community_id,
+            profiles,
             req.enriched,
             self.sku,
             req.fresh,
@@ -143,6 +148,7 @@ class EnrichmentActivities:
                 "businesses_enriched": req.enriched,
                 "enrichment_fresh_skipped": req.fresh,
                 "enrichment_not_found": req.not_found,
+                "site_profiles": profiles,
             },
             cost_usd=cost,
         )

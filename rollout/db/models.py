@@ -177,6 +177,11 @@ class Business(TimestampMixin, Base):
     # Phase 4 (Pro enrichment): the richer Place Details fields, as returned.
     enrichment: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     enriched_at: Mapped[dt.datetime | None]
+    # What the business publishes about itself on its own home page (schema.org data and
+    # meta tags, each value with its source; rollout/phases/enrichment/site_profile.py):
+    # the business's content, not Google's, kept whatever the Places retention policy.
+    website_profile: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    website_profile_at: Mapped[dt.datetime | None]
     first_seen_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     last_seen_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     places_fetched_at: Mapped[dt.datetime | None]

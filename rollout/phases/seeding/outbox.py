@@ -88,6 +88,14 @@ def _hours(enrichment: dict[str, Any] | None) -> list[str] | None:
     return [str(d) for d in descriptions] if isinstance(descriptions, list) else None
 
 
+def _own_site(b: Business) -> dict[str, Any] | None:
+    """What the business publishes on its own website, plain values (phase 4)."""
+    fields = (b.website_profile or {}).get("fields") or {}
+    keep = ("email", "telephone", "description", "logo", "same_as", "opening_hours", "price_range")
+    out = {k: fields[k]["value"] for k in keep if isinstance(fields.get(k), dict)}
+    return out or None
+
+
 def _business_core(b: Business, community: dict[str, Any], flags: list[str]) -> dict[str, Any]:
     return {
         "place_id": b.place_id,
@@ -149,7 +157,12 @@ async def build_outbox(
                 Platform.ALPHASITE,
                 "business",
                 b.id,
-                {"schema": "alphasite.business_page/1", **core, "hours": _hours(b.enrichment)},
+                {
+                    "schema": "alphasite.business_page/1",
+                    **core,
+                    "hours": _hours(b.enrichment),
+                    "own_site": _own_site(b),
+                },
             )
         )
         if b.national_phone_number or b.website_uri:
@@ -164,6 +177,7 @@ async def build_outbox(
                         "company_name": b.name,
                         "phone": b.national_phone_number,
                         "website": b.website_uri,
+                        "email": (_own_site(b) or {}).get("email"),
                         "address": b.formatted_address,
                         "category": b.primary_type,
                         "community": where,

@@ -1,4 +1,7 @@
-"""Scan one business website: homepage, discovery, feed probes -> a ScanOutcome."""
+"""Scan one business website: homepage, discovery, feed probes -> a ScanOutcome.
+
+The home page is read once for both of its uses: the links phase 3 follows to news
+sources, and the business's own structured data phase 4 enriches it with."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from rollout.phases.enrichment.site_profile import SiteProfile, extract_profile
 from rollout.phases.news_sources.feeds import sniff
 from rollout.phases.website_scan.errors import FetchError, ScanStatus
 from rollout.phases.website_scan.fetcher import FEED_ACCEPT, FetchResult, WebFetcher
@@ -56,11 +60,17 @@ def normalise_site_url(raw: str) -> str:
     return str(parsed.copy_with(fragment=None))
 
 
-async def _discover(result: FetchResult) -> Discovery:
+def _read_home(text: str, url: str) -> tuple[Discovery, SiteProfile]:
+    """What the home page links to (feeds, news pages) and what it says about the business
+    (its structured data, for phase 4)."""
+    return discover(text, url), extract_profile(text, url)
+
+
+async def _read(result: FetchResult) -> tuple[Discovery, SiteProfile]:
     text = result.text()
     if len(result.body) > THREAD_PARSE_BYTES:
-        return await asyncio.to_thread(discover, text, result.final_url)
-    return discover(text, result.final_url)
+        return await asyncio.to_thread(_read_home, text, result.final_url)
+    return _read_home(text, result.final_url)
 
 
 async def scan_site(
@@ -96,11 +106,13 @@ async def scan_site(
             outcome.status = ScanStatus.NOT_HTML
             outcome.error = f"content type {home.content_type or 'missing'}"
             return outcome
-        found = await _discover(home)
+        found, profile = await _read(home)
         remaining = deadline_s - (time.monotonic() - started)
         if not found.feeds and feed_paths and remaining > 0:
             await _probe_feeds(fetcher, home.final_url, feed_paths, found, remaining)
         outcome.found = found.to_json()
+        if not profile.empty or profile.malformed_blocks:
+            outcome.found["profile"] = profile.to_json()
         if home.truncated:
             outcome.found["truncated"] = True
             outcome.status = ScanStatus.TOO_LARGE

@@ -140,6 +140,7 @@ async def test_phase4_enriches_bills_exactly_and_skips_fresh(engine: AsyncEngine
         "businesses_enriched": targets,
         "enrichment_fresh_skipped": 1,
         "enrichment_not_found": 1,
+        "site_profiles": 0,  # no website was scanned here
     }
     assert first.cost_usd == PRICE * targets
     # The second run pays for nothing: everything is fresh now.
