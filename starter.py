@@ -541,7 +541,9 @@ def cmd_estimate(args: argparse.Namespace, settings: Settings) -> None:
     from rollout.communities import load_communities
     from rollout.estimate import estimate
 
-    result = estimate(load_communities(args.state), settings.discovery)
+    result = estimate(
+        load_communities(args.state), settings.discovery, everywhere=load_communities()
+    )
     table = Table(
         title=f"Estimate for {STATE_NAMES[args.state]}: {result.communities:,} communities, "
         f"about {result.businesses:,} businesses"
@@ -550,14 +552,25 @@ def cmd_estimate(args: argparse.Namespace, settings: Settings) -> None:
     table.add_column("requests", justify="right")
     table.add_column("list price", justify="right")
     table.add_column("free per month", justify="right")
+    if args.free_caps:
+        table.add_column("after free caps", justify="right")
     for sku in result.skus:
         cap = "unlimited" if sku.free_monthly_cap is None else f"{sku.free_monthly_cap:,}"
-        table.add_row(sku.sku, f"{sku.requests:,}", f"${sku.cost_usd:,.2f}", cap)
-    table.add_row("total", f"{result.requests:,}", f"${result.cost_usd:,.2f}", "", style="bold")
+        row = [sku.sku, f"{sku.requests:,}", f"${sku.cost_usd:,.2f}", cap]
+        table.add_row(*row, *([f"${sku.after_free_caps:,.2f}"] if args.free_caps else []))
+    total = ["total", f"{result.requests:,}", f"${result.cost_usd:,.2f}", ""]
+    if args.free_caps:
+        total.append(f"${result.after_free_caps:,.2f}")
+    table.add_row(*total, style="bold")
     console.print(table)
     console.print(
-        "A model, not a quote: densities and category shares are assumptions "
-        "(rollout/estimate.py); the monthly free caps are not subtracted.",
+        "A model, not a quote: densities and category shares are assumptions, calibrated "
+        "on the emulator within 15% (rollout/estimate.py). List prices; "
+        + (
+            "'after free caps' assumes the rollout is the month's only use of each SKU."
+            if args.free_caps
+            else "--free-caps shows the price after Google's monthly free caps."
+        ),
         style="dim",
     )
 
@@ -646,6 +659,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("estimate", help="expected Places requests and cost, before spending")
     p.add_argument("state", type=_state_arg)
+    p.add_argument(
+        "--free-caps", action="store_true", help="also the price after the monthly free caps"
+    )
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser(

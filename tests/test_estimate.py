@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from decimal import Decimal
@@ -57,14 +58,14 @@ def test_the_cover_strategy_probes_free_and_buys_each_match_about_once() -> None
     result = estimate([town(2_000), town(400_000)], settings)
     by_sku = {s.sku: s.requests for s in result.skus}
     # Town: 50 businesses, 9.6% matched (3 x 3% + 0.6%): 5 ids, one paid page.
-    # City: 10,000 businesses, 960 matched: 80 pages (12 ids each), 29 details (3%).
-    assert by_sku["Text Search Enterprise"] == 1 + 80
+    # City: 10,000 businesses, 960 matched: 74 pages (13 ids each), 29 details (3%).
+    assert by_sku["Text Search Enterprise"] == 1 + 74
     assert by_sku["Place Details Enterprise"] == 29
     assert "Nearby Search Enterprise" not in by_sku
     # Probes: the town's 4 searches one page each; the city's 3 dense searches of 300
     # matches (7 leaves: 3 + 10 x 3 pages) and a florist search of 60 (3 pages).
     assert by_sku["Text Search Essentials IDs Only"] == 4 + 3 * 33 + 3
-    assert result.cost_usd == 81 * request_cost("Text Search Enterprise") + 29 * request_cost(
+    assert result.cost_usd == 75 * request_cost("Text Search Enterprise") + 29 * request_cost(
         "Place Details Enterprise"
     )
 
@@ -94,3 +95,34 @@ def test_atmosphere_fields_are_priced_when_turned_on() -> None:
     }
     assert [s.requests for s in dear.skus] == [s.requests for s in cheap.skus]
     assert dear.cost_usd > cheap.cost_usd
+
+
+def test_a_city_alone_buys_its_neighbours_in_its_box_and_a_state_buys_each_once() -> None:
+    everywhere = load_communities()
+    little_rock = [r for r in everywhere if r.id == 4119403]
+    settings = DiscoverySettings()
+    alone = estimate(little_rock, settings, everywhere=everywhere)
+    blind = estimate(little_rock, settings)
+    # Its box holds North Little Rock and the other suburbs: their businesses are bought.
+    assert alone.businesses > blind.businesses * 1.3
+    assert alone.cost_usd > blind.cost_usd
+    # In a state's estimate its neighbours are communities of the state: counted once.
+    state = load_communities("AR")
+    whole = estimate(state, settings, everywhere=everywhere)
+    assert whole.businesses < estimate(state, settings).businesses * 1.1
+
+
+def test_estimate_with_free_caps_shows_the_price_after_them() -> None:
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "starter.py"), "estimate", "DE", "--free-caps"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "after free caps" in result.stdout
+    # Delaware fits in the monthly free caps of every SKU it uses.
+    total = next(line for line in result.stdout.splitlines() if "total" in line)
+    assert total.rstrip(" │").endswith("$0.00")
