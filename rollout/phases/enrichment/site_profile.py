@@ -258,6 +258,9 @@ def extract_profile(html: str, page_url: str) -> SiteProfile:
         except ValueError:
             profile.malformed_blocks += 1
             continue
+        if not isinstance(data, (dict, list)):  # JSON, but no object to read
+            profile.malformed_blocks += 1
+            continue
         for node in _nodes(data):
             if _is_business(node):
                 profile.add(_facts(node, page_url), JSON_LD)

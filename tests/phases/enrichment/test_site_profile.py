@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from rollout.phases.enrichment.site_profile import extract_profile
+
+if TYPE_CHECKING:
+    from tests.support.places_fixtures import Sim
+
+pytest_plugins = ["tests.support.places_fixtures"]
 
 PAGE = "https://joes.example/"
 
@@ -100,7 +108,9 @@ def test_malformed_blocks_are_counted_and_skipped_and_common_slips_forgiven() ->
     assert got["name"] == ("Bun House", "json-ld")
     assert got["telephone"] == ("302-555-0100", "json-ld")
     # A block that is a JSON string, not an object.
-    assert values(page('<script type="application/ld+json">"just text"</script>')) == {}
+    text_block = extract_profile(page('<script type="application/ld+json">"text"</script>'), PAGE)
+    assert text_block.empty
+    assert text_block.malformed_blocks == 1
 
 
 def test_microdata_when_there_is_no_json_ld() -> None:
@@ -152,3 +162,52 @@ def test_a_page_without_structured_data_gives_an_empty_profile() -> None:
     assert profile.to_json() == {"page": PAGE, "fields": {}}
     assert extract_profile("", PAGE).empty
     assert extract_profile("<html><body itemscope>", PAGE).empty
+
+
+# --------------------------------------------------------------------------------------
+# Against the emulator's hosted sites and their ground truth
+# --------------------------------------------------------------------------------------
+
+DOVER = 4142290
+COMPARED = ("telephone", "email", "opening_hours", "same_as", "address", "price_range", "logo")
+
+
+def _expected(site: dict[str, Any]) -> dict[str, Any]:
+    truth = site.get("lenient_profile") or site["profile"]
+    return {k: truth[k] for k in COMPARED if truth.get(k) not in (None, [])}
+
+
+def test_profiles_of_the_emulators_sites_match_their_truth(sim: Sim) -> None:
+    """Every readable home page of a community: what the extractor finds is what the site
+    published, source by source; broken blocks give nothing from JSON-LD."""
+    businesses = [
+        b
+        for b in sim.community(DOVER)["businesses"]
+        if b.get("site") and b["site"].get("markup") and not b["site"].get("robots_disallowed")
+    ]
+    assert len(businesses) > 50
+    checked: Counter[str] = Counter()
+    with httpx.Client(timeout=30, follow_redirects=True) as web:
+        for b in businesses:
+            site = b["site"]
+            if site["kind"] == "slow":
+                continue  # 8 s per page: covered by the scan tests
+            response = web.get(b["website_uri"])
+            profile = extract_profile(response.text, str(response.url))
+            got = {k: v["value"] for k, v in profile.fields.items()}
+            sources = {v["source"] for v in profile.fields.values()}
+            markup = site["markup"]
+            checked[markup] += 1
+            if markup in ("json-ld", "microdata") or site.get("lenient_profile"):
+                expected = _expected(site)
+                assert {k: got.get(k) for k in expected} == expected, b["website_uri"]
+            elif markup == "malformed":
+                assert "json-ld" not in sources, b["website_uri"]
+                assert profile.malformed_blocks or site["markup_defect"] == "unknown_type"
+            if markup == "none":
+                assert profile.empty, b["website_uri"]
+            else:
+                assert got["description"] == site["profile"]["description"] or (
+                    "json-ld" in sources or "microdata" in sources
+                )
+    assert {"json-ld", "microdata", "meta", "none"} <= set(checked), checked
