@@ -137,6 +137,18 @@ async def test_full_rollout_of_a_small_state(rollout_env: RolloutEnv) -> None:
     )
     assert await env.scalar("SELECT count(*) - count(DISTINCT place_id) FROM businesses") == 0
 
+    # Enrichment came with phase 1's pages and from the businesses' own websites: phase 4
+    # bought no Place Details, and businesses whose site publishes structured data carry it.
+    assert (
+        await env.scalar("SELECT count(*) FROM rollout_api_usage WHERE endpoint = 'place_details'")
+        == 0
+    )
+    assert await env.scalar("SELECT count(*) FROM businesses WHERE enriched_at IS NULL") == 0
+    profiled = await env.scalar(
+        "SELECT count(*) FROM businesses WHERE website_profile->'fields' ? 'telephone'"
+    )
+    assert profiled > 0
+
     # Every billed request is logged once: the log equals the emulator's own bill.
     bill = env.emulator.get("/sim/billing")
     logged = await env.rows("SELECT sku, count(*), sum(cost) FROM rollout_api_usage GROUP BY sku")
