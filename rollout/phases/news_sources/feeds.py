@@ -1,8 +1,10 @@
 """Parse what a site publishes, once, to decide whether it is worth collecting.
 
-- RSS 0.9x/2.0, RSS 1.0 (RDF) and Atom 1.0 with defusedxml: these documents come from
-  arbitrary servers, and defusedxml refuses entity declarations (billion laughs, external
-  entities) instead of expanding them;
+- RSS 0.9x/2.0, RSS 1.0 (RDF), Atom 1.0 and Atom 0.3 with defusedxml: these documents come
+  from arbitrary servers, and defusedxml refuses entity declarations (billion laughs,
+  external entities) instead of expanding them. Before parsing, the document is forgiven
+  what feed readers forgive (`_forgive`): whitespace or a byte order mark before `<?xml`,
+  HTML named entities (`&nbsp;`, `&eacute;`), which XML does not define, and bare `&`;
 - iCalendar (RFC 5545) with a small line parser: unfold, then read VCALENDAR/VEVENT
   properties; only the few fields needed to judge the calendar are read;
 - HTML news/event pages with html.parser: the page title and its article-like links.
@@ -12,8 +14,10 @@ A source is usable when it has a title, a link and at least one item (`ParsedFee
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass, field
+from html.entities import html5
 from html.parser import HTMLParser
 from typing import Literal
 from urllib.parse import urldefrag, urljoin, urlsplit
@@ -25,6 +29,9 @@ from defusedxml.ElementTree import fromstring
 FeedKind = Literal["rss", "atom", "ical", "html"]
 
 ATOM_NS = "{http://www.w3.org/2005/Atom}"
+# Atom 0.3, the pre-standard draft some old blogs and site builders still serve: its feed,
+# entry, title and link elements read like Atom 1.0's.
+ATOM03_NS = "{http://purl.org/atom/ns#}"
 RSS1_NS = "{http://purl.org/rss/1.0/}"
 RDF_TAG = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}RDF"
 MAX_ITEMS = 500  # counted; a feed with more is still one feed
@@ -92,7 +99,7 @@ def sniff(body: bytes, content_type: str = "") -> FeedKind | None:
 def parse_feed(body: bytes, url: str) -> ParsedFeed:
     """RSS or Atom from `body` (fetched from `url`, used to resolve relative links)."""
     try:
-        root = fromstring(body)
+        root = fromstring(_forgive(body))
     except (ParseError, DefusedXmlException, ValueError) as exc:
         raise FeedError(f"not well-formed XML: {exc}") from None
     tag = root.tag
@@ -118,14 +125,18 @@ def parse_feed(body: bytes, url: str) -> ParsedFeed:
             _join(url, _text(channel.find(f"{RSS1_NS}link"))) if channel is not None else None,
             items[:MAX_ITEMS],
         )
-    if tag == f"{ATOM_NS}feed":
-        entries = [
-            FeedItem(_text(e.find(f"{ATOM_NS}title")), _atom_link(e, url))
-            for e in root.iter(f"{ATOM_NS}entry")
-        ]
-        return ParsedFeed(
-            "atom", _text(root.find(f"{ATOM_NS}title")), _atom_link(root, url), entries[:MAX_ITEMS]
-        )
+    for ns in (ATOM_NS, ATOM03_NS):
+        if tag == f"{ns}feed":
+            entries = [
+                FeedItem(_text(e.find(f"{ns}title")), _atom_link(e, url, ns))
+                for e in root.iter(f"{ns}entry")
+            ]
+            return ParsedFeed(
+                "atom",
+                _text(root.find(f"{ns}title")),
+                _atom_link(root, url, ns),
+                entries[:MAX_ITEMS],
+            )
     raise FeedError(f"not RSS or Atom (root element {tag!r})")
 
 
@@ -136,15 +147,114 @@ def _guid(item: Element) -> str | None:
     return _text(guid)
 
 
-def _atom_link(element: Element, base: str) -> str | None:
+def _atom_link(element: Element, base: str, ns: str) -> str | None:
     fallback = None
-    for link in element.findall(f"{ATOM_NS}link"):
+    for link in element.findall(f"{ns}link"):
         rel = link.get("rel", "alternate")
         if rel == "alternate":
             return _join(base, link.get("href"))
         if fallback is None and rel != "self":
             fallback = _join(base, link.get("href"))
     return fallback
+
+
+# --------------------------------------------------------------------------------------
+# What feed readers forgive
+# --------------------------------------------------------------------------------------
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_XML_SPACE = b" \t\r\n"
+# Markup inside which "&" starts no reference, so nothing in it is rewritten.
+_MARKUP = re.compile(rb"<!\[CDATA\[|<!--|<\?|<!DOCTYPE")
+_BARE_AMPERSAND = re.compile(rb"&(?!#[0-9]+;|#[xX][0-9A-Fa-f]+;|[A-Za-z][A-Za-z0-9]*;)")
+# Named references but the five XML defines itself, which are left for the parser.
+_NAMED_REFERENCE = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos);)([A-Za-z][A-Za-z0-9]*);")
+_DECLARED_ENCODING = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
+# Encodings in which an ASCII byte can be part of another character (stateful ones).
+_STATEFUL_ENCODINGS = ("iso2022", "utf-7", "hz")
+
+
+def _forgive(body: bytes) -> bytes:
+    """`body` with what browsers and feed readers overlook made well-formed.
+
+    - whitespace and a byte order mark before the XML declaration (a declaration must be
+      the very first thing; PHP templates and CMS plugins often emit blank lines first);
+    - HTML named entities become character references (`&nbsp;` -> `&#160;`): XML knows
+      only amp, lt, gt, quot and apos, yet feeds are written by people who write HTML;
+    - a "&" that starts no reference ("Fish & Chips", "?a=1&b=2") becomes `&amp;`, and an
+      unknown name (`&foo;`) is kept as the text it shows in a browser.
+
+    Only HTML's fixed names become characters (one or two references each); nothing a
+    document declares is expanded here, and since only "&..." sequences are rewritten,
+    every entity declaration stays in the document for defusedxml to refuse. CDATA
+    sections, comments, processing instructions and the DOCTYPE are left as written.
+
+    Only documents whose bytes for "&", "<" and letters are ASCII's are rewritten: UTF-16
+    or UTF-32 and stateful encodings are passed on untouched.
+    """
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in body[:4]:
+        return body
+    rest = body.lstrip(_XML_SPACE)
+    bom = b""
+    if rest.startswith(_UTF8_BOM):
+        bom, rest = _UTF8_BOM, rest[len(_UTF8_BOM) :].lstrip(_XML_SPACE)
+    if not _ascii_based(rest[:512]):
+        return bom + rest
+    return bom + _rewrite_references(rest)
+
+
+def _ascii_based(head: bytes) -> bool:
+    match = _DECLARED_ENCODING.match(head)
+    if match is None:
+        return True  # no declaration: UTF-8 (XML 1.0 section 4.3.3)
+    try:
+        name = codecs.lookup(match.group(1).decode("ascii")).name
+    except LookupError:
+        return False
+    if name.startswith(_STATEFUL_ENCODINGS):
+        return False
+    return "<&;#x".encode(name) == b"<&;#x"  # not EBCDIC, not UTF-16 or UTF-32
+
+
+def _rewrite_references(body: bytes) -> bytes:
+    out: list[bytes] = []
+    pos = 0
+    while (found := _MARKUP.search(body, pos)) is not None:
+        end = _markup_end(body, found.start(), found.group(0))
+        if end < 0:  # unterminated: the parser will say so
+            break
+        out += (_rewrite_text(body[pos : found.start()]), body[found.start() : end])
+        pos = end
+    out.append(_rewrite_text(body[pos:]))
+    return b"".join(out)
+
+
+def _rewrite_text(text: bytes) -> bytes:
+    if b"&" not in text:
+        return text
+    return _NAMED_REFERENCE.sub(_named_reference, _BARE_AMPERSAND.sub(b"&amp;", text))
+
+
+def _named_reference(match: re.Match[bytes]) -> bytes:
+    name = match.group(1)
+    text = html5.get(name.decode("ascii") + ";")
+    if text is None:
+        return b"&amp;" + name + b";"
+    return "".join(f"&#{ord(char)};" for char in text).encode("ascii")
+
+
+def _markup_end(body: bytes, start: int, opener: bytes) -> int:
+    """Where the CDATA section, comment, PI or DOCTYPE opened at `start` ends; -1 if never."""
+    if opener == b"<!DOCTYPE":
+        close = body.find(b">", start)
+        subset = body.find(b"[", start, close) if close >= 0 else -1
+        if subset >= 0:  # an internal subset: its declarations hold ">" of their own
+            close = body.find(b"]", subset)
+            close = body.find(b">", close) if close >= 0 else -1
+        return close + 1 if close >= 0 else -1
+    terminator = {b"<![CDATA[": b"]]>", b"<!--": b"-->", b"<?": b"?>"}[opener]
+    close = body.find(terminator, start + len(opener))
+    return close + len(terminator) if close >= 0 else -1
 
 
 # --------------------------------------------------------------------------------------
