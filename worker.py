@@ -31,6 +31,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities import metrics
 from activities.billing import BillingLog
 from activities.children import ChildWatchActivities
 from activities.discovery import DiscoveryActivities
@@ -77,15 +78,25 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     )
 
 
+def prometheus_config(bind_address: str) -> PrometheusConfig:
+    """Prometheus's conventions, which Temporal's SDK dashboard queries: `_total` counters,
+    durations in seconds with the unit in the name; the cost histogram bucketed by price."""
+    return PrometheusConfig(
+        bind_address=bind_address,
+        counters_total_suffix=True,
+        unit_suffix=True,
+        durations_as_seconds=True,
+        histogram_bucket_overrides={metrics.COST_HISTOGRAM: metrics.cost_buckets()},
+    )
+
+
 async def connect(settings: Settings) -> Client:
     runtime = None
     if settings.metrics_port:
         # Metrics are configured on the runtime, before any client exists.
         runtime = Runtime(
             telemetry=TelemetryConfig(
-                metrics=PrometheusConfig(
-                    bind_address=f"{settings.metrics_bind}:{settings.metrics_port}"
-                )
+                metrics=prometheus_config(f"{settings.metrics_bind}:{settings.metrics_port}")
             )
         )
     return await Client.connect(

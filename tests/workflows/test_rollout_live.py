@@ -199,13 +199,18 @@ async def test_full_rollout_of_a_small_state(rollout_env: RolloutEnv) -> None:
         scraped = (
             await http.get(f"http://127.0.0.1:{env.worker_env['METRICS_PORT']}/metrics")
         ).text
-    assert "temporal_activity_execution_latency" in scraped
-    assert "rollout_places_requests{" in scraped
+    # The names Temporal's SDK dashboard queries: durations in seconds, `_total` counters.
+    assert "temporal_activity_execution_latency_seconds_bucket{" in scraped
+    assert "temporal_activity_schedule_to_start_latency_seconds_bucket{" in scraped
+    assert "temporal_workflow_completed_total{" in scraped
+    assert "rollout_places_requests_total{" in scraped
     assert 'sku="Text Search Enterprise"' in scraped
-    assert "rollout_communities{" in scraped
+    assert "rollout_communities_total{" in scraped
     assert 'status="completed"' in scraped
-    assert "rollout_businesses_discovered" in scraped
-    assert "rollout_places_cost_usd" in scraped
+    assert "rollout_businesses_discovered_total" in scraped
+    # Bucketed by price: a $0.035 page lands on its own bound.
+    assert "rollout_places_cost_usd_bucket{" in scraped
+    assert 'le="0.035"' in scraped
 
 
 def _key(name: str) -> SearchAttributeKey[str]:
