@@ -599,7 +599,9 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(prog="starter.py", description="Statewide rollout operator CLI.")
+    # "rollout" when installed as the console script, "starter.py" from a checkout.
+    prog = "rollout" if Path(sys.argv[0]).name == "rollout" else "starter.py"
+    parser = OneLineArgumentParser(prog=prog, description="Statewide rollout operator CLI.")
     parser.add_argument(
         "--log-level", default=None, help="DEBUG, INFO, WARNING (default: LOG_LEVEL)"
     )
@@ -767,7 +769,13 @@ def exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
+def cli() -> None:
+    """`rollout`, the installed operator CLI: settings from the environment and the .env
+    of the directory it is run in, where `dev` also keeps its .stack."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    # Run from anywhere: the project root holds the packages and the .env file.
+    # A source checkout, run from anywhere: the project root holds the .env file.
     os.chdir(Path(__file__).resolve().parent)
     exit_now(main())

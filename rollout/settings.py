@@ -12,6 +12,7 @@ logging a settings object or an exception that carries one.
 
 from __future__ import annotations
 
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -21,8 +22,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rollout.phase_settings import PhaseSettings
 from rollout.phases.discovery.planning import DiscoverySettings
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Ports of the embedded stack. Postgres uses 55432 rather than 5432 so it never collides
 # with a system Postgres; Temporal keeps the CLI's own defaults so the `temporal` CLI
@@ -58,10 +57,14 @@ class Settings(BaseSettings):
     places_qpm: int = Field(default=600, ge=1)
     # Billed requests Postgres could not take yet (rollout/db/usage_spool.py): keep it on a
     # disk that outlives the worker process.
-    usage_spool_path: Path = PROJECT_ROOT / ".stack" / "unlogged-usage.jsonl"
+    usage_spool_path: Path = Path(".stack") / "unlogged-usage.jsonl"
+    # Touched by a running worker; `rollout-worker --health` reads its age.
+    worker_health_file: Path = Path(tempfile.gettempdir()) / "rollout-worker.alive"
 
     # Embedded stack (starter.py dev / demo, tests, benchmarks).
-    stack_dir: Path = PROJECT_ROOT / ".stack"
+    # Relative paths are the working directory's: an installed copy keeps its state where
+    # it is run (`python starter.py` runs from the project root).
+    stack_dir: Path = Path(".stack")
     stack_postgres_port: int = Field(default=DEFAULT_POSTGRES_PORT, ge=1, le=65535)
     stack_temporal_port: int = Field(default=DEFAULT_TEMPORAL_PORT, ge=1, le=65535)
     stack_ui_port: int = Field(default=DEFAULT_UI_PORT, ge=1, le=65535)
@@ -76,6 +79,12 @@ class Settings(BaseSettings):
     # Sections (built from the same environment; not settable as one variable each).
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings, exclude=True)
     phases: PhaseSettings = Field(default_factory=PhaseSettings, exclude=True)
+
+    @field_validator("stack_dir", "usage_spool_path", "worker_health_file")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Fixed at start: child processes run in other directories.
+        return value.expanduser().resolve()
 
     @field_validator("database_url")
     @classmethod

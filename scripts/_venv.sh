@@ -1,5 +1,5 @@
 # Sourced by scripts/demo and scripts/test: make sure .venv exists and has the project
-# (with its dev extra) installed at the current pyproject.toml. Needs only Python 3.11.
+# (with its dev and embedded extras) installed at the current pyproject.toml. Needs only Python 3.11.
 set -euo pipefail
 
 find_python() {
@@ -25,7 +25,7 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "installing the project and its dev tools into .venv" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded]' >&2
     echo "$want" > "$stamp"
   fi
 }
