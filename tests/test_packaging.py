@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.parser
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -77,9 +78,21 @@ def test_embedded_binaries_are_extras_and_majors_are_bounded() -> None:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel installed as the image installs it; its bin/."""
     root = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of the tracked files: what a clean clone builds, and no build/ left
+    # in the checkout.
+    source = root / "source"
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, tracked):
+        if (PROJECT_ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / name, source / name)
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(root / "dist"), "."],
-        cwd=PROJECT_ROOT,
+        cwd=source,
         capture_output=True,
         text=True,
         timeout=300,
