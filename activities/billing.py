@@ -87,9 +87,7 @@ class BillingLog:
                 if outage and delay is not None:
                     await asyncio.sleep(delay)
                     continue
-                if outage:
-                    self.spool.append(billed)
-                else:
+                if not outage:
                     activity.logger.error(
                         "billed request %s (%s, $%s) not logged: %s",
                         billed.request_key,
@@ -97,6 +95,8 @@ class BillingLog:
                         billed.cost,
                         exc,
                     )
+                # Whatever the error: the spool keeps trying, so the money is not lost.
+                self.spool.append(billed)
                 if answer is not None:
                     self._unkept[answer.request_id] = (billed, answer)
                     while len(self._unkept) > MAX_UNKEPT:

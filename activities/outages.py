@@ -49,7 +49,10 @@ class _OutageInbound(ActivityInboundInterceptor):
             raise
         except Exception as exc:
             if is_connection_error(exc):
-                raise database_unavailable(exc) from exc
+                # No cause attached: workflows classify a failure by its innermost
+                # ApplicationError, which would then be the driver's ConnectionRefusedError
+                # and fail a community for an outage. The message keeps the reason.
+                raise database_unavailable(exc) from None
             raise
 
 

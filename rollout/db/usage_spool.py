@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from rollout.db.errors import is_connection_error
 from rollout.db.usage import BilledRequest, log_billed
 
 log = logging.getLogger(__name__)
@@ -69,20 +70,45 @@ class UsageSpool:
 
     async def flush(self, sessions: async_sessionmaker[AsyncSession]) -> int:
         """Log every spooled request and remove what was logged; returns how many new rows
-        the log got. Raises (keeping the files) while Postgres is still unreachable."""
+        the log got. Raises (keeping the files) while Postgres is still unreachable; a line
+        the log refuses for another reason stays spooled, and is said so, for an operator."""
         written = 0
         for batch in self._batches():
             try:
                 lines = [line for line in batch.read_text().splitlines() if line.strip()]
             except FileNotFoundError:  # another worker on this spool wrote it meanwhile
                 continue
-            billed = [BilledRequest.model_validate_json(line) for line in lines]
-            async with sessions.begin() as session:
-                for request in billed:
-                    written += await log_billed(session, request)
+            try:
+                async with sessions.begin() as session:
+                    for line in lines:
+                        written += await log_billed(
+                            session, BilledRequest.model_validate_json(line)
+                        )
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise
+                written += await self._one_by_one(sessions, lines, exc)
             batch.unlink(missing_ok=True)
         if written:
             log.info("wrote %d spooled billed requests to the usage log", written)
+        return written
+
+    async def _one_by_one(
+        self, sessions: async_sessionmaker[AsyncSession], lines: list[str], first: Exception
+    ) -> int:
+        """A batch the log refused: each line on its own, the refused ones spooled again."""
+        log.error("a spooled batch was refused (%s); writing it line by line", first)
+        written = 0
+        for line in lines:
+            try:
+                async with sessions.begin() as session:
+                    written += await log_billed(session, BilledRequest.model_validate_json(line))
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise
+                log.error("spooled billed request kept, the log refuses it: %s (%s)", line, exc)
+                with self.path.open("a") as spool:
+                    spool.write(line + "\n")
         return written
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+import pytest
 from pydantic import SecretStr
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -40,12 +43,28 @@ async def run_through_interceptor(error: BaseException) -> BaseException:
     raise AssertionError("the activity did not raise")
 
 
-async def test_a_database_connection_error_becomes_database_unavailable() -> None:
-    raised = await run_through_interceptor(ConnectionRefusedError(111, "Connection refused"))
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionRefusedError(111, "Connection refused"),
+        # A server going down under an open connection (pg_ctl stop -m fast).
+        asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator"),
+        DBAPIError("INSERT", None, asyncpg.exceptions.AdminShutdownError("shutting down")),
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
+    ],
+)
+async def test_a_database_connection_error_becomes_database_unavailable(
+    error: BaseException,
+) -> None:
+    raised = await run_through_interceptor(error)
     assert isinstance(raised, ApplicationError)
     assert raised.type == ErrorType.DATABASE_UNAVAILABLE
     assert not raised.non_retryable
     assert "Postgres unreachable" in raised.message
+    # No cause: a workflow reads the innermost ApplicationError, which must be this one,
+    # not the driver's error converted by the SDK.
+    assert raised.__cause__ is None
 
 
 async def test_other_errors_pass_unchanged() -> None:

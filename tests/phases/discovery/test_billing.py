@@ -24,6 +24,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.billing import BillingLog
 from activities.discovery import DiscoveryActivities
 from rollout.db.models import Business, PlacesAnswer, RolloutApiUsage
+from rollout.db.usage import BilledRequest
 from rollout.db.usage_spool import UsageSpool
 from rollout.phases.discovery.payloads import Box, PageRequest, SearchKind, SearchTask
 from rollout.phases.discovery.planning import DiscoverySettings
@@ -254,3 +255,25 @@ async def test_a_bought_page_carries_the_enrichment_fields_at_no_extra_cost(
     # A restaurant search: Google prices most of them.
     assert any("priceLevel" in (b.enrichment or {}) for b in rows)
     await assert_log_equals_bill(r.seeded, sim)
+
+
+async def test_a_spooled_line_the_log_refuses_stays_spooled_and_the_rest_is_written(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    seeded = await seed_rollout(engine)
+    spool = UsageSpool(tmp_path / "spool.jsonl")
+
+    def billed(key: str, community_rollout_id: int) -> BilledRequest:
+        return BilledRequest(
+            request_key=key,
+            community_rollout_id=community_rollout_id,
+            endpoint="searchText",
+            sku="Text Search Enterprise",
+            cost=Decimal("0.035"),
+        )
+
+    spool.append(billed("good", seeded.community_rollout_id))
+    spool.append(billed("refused", 987654321))  # no such community rollout
+    assert await spool.flush(seeded.sessions) == 1
+    assert spool.pending() == 1  # kept, and said so, for an operator
+    assert [r.request_key for r in await usage_rows(seeded)] == ["good"]
