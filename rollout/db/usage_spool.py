@@ -79,11 +79,12 @@ class UsageSpool:
             except FileNotFoundError:  # another worker on this spool wrote it meanwhile
                 continue
             try:
+                batch_written = 0  # counted once its transaction commits
                 async with sessions.begin() as session:
                     for line in lines:
-                        written += await log_billed(
-                            session, BilledRequest.model_validate_json(line)
-                        )
+                        billed = BilledRequest.model_validate_json(line)
+                        batch_written += await log_billed(session, billed)
+                written += batch_written
             except Exception as exc:
                 if is_connection_error(exc):
                     raise
