@@ -1,5 +1,5 @@
 #!/bin/sh
-# One-shot: register the contract's search attributes (ARCHITECTURE.md section 2).
+# One-shot: register the contract's search attributes (docs/contract.md, Search attributes).
 # `create` fails when they exist already; that is fine on a re-run.
 set -eu
 NAMESPACE="${DEFAULT_NAMESPACE:-default}"

@@ -35,7 +35,7 @@ from rollout.settings import DEFAULT_DATABASE_NAME, Settings, embedded_database_
 
 log = logging.getLogger(__name__)
 
-# The contract's search attributes (ARCHITECTURE.md section 2).
+# The contract's search attributes (docs/contract.md, Search attributes).
 SEARCH_ATTRIBUTES: dict[str, str] = {name.value: "Keyword" for name in SearchAttribute}
 
 POSTGRES_OS_USER = "embedded_postgres"  # postgres refuses to run as root

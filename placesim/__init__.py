@@ -6,7 +6,7 @@
   /sim/world;
 - hosted business websites: /sites/{slug}/..., and /robots.txt.
 
-See ARCHITECTURE.md section 5. Modules: world (the businesses) and catalog (their kinds),
+See docs/places.md, The emulator. Modules: world (the businesses) and catalog (their kinds),
 search (API semantics) with validation and fields (masks, Place JSON), tokens (page tokens),
 meter (quotas, billing), rpc (Google's error bodies), sites (websites), server (the HTTP
 application), httpserver (HTTP/1.1 on asyncio), config, process (run it as a child process).

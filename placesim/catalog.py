@@ -1,6 +1,6 @@
 """What kinds of businesses the emulated world holds, and the words that find them.
 
-Categories use Places Table A types (reference/places.md section 6.3). Weights approximate the
+Categories use Places Table A types (docs/places.md, Coverage). Weights approximate the
 mix of storefront businesses in a US town (restaurants and churches common, museums rare);
 `website_share` is the chance a business of that kind lists a website (overall about 60%),
 `sab_share` the chance it is a pure service-area business (trades only).
@@ -214,8 +214,10 @@ CATEGORIES: tuple[Category, ...] = (
 
 CATEGORY_BY_TYPE = {c.primary_type: c for c in CATEGORIES}
 
-# Every type a request may name in includedType(s): the Table A types listed in places.md
-# section 6.3 plus the types this world uses. Others are refused with INVALID_ARGUMENT.
+# Every type a request may name in includedType(s): the Table A types phase 1 may search
+# (TABLE_A_TYPES of rollout/phases/discovery/planning.py, from Google's place types page;
+# docs/places.md, Coverage) plus the types this world uses. Others are refused with
+# INVALID_ARGUMENT.
 TABLE_A = _words(
     """
     restaurant cafe coffee_shop bar pub wine_bar bakery deli diner sandwich_shop pizza_restaurant

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Cloud Console defaults per method (reference/places.md section 4, [secondary]).
+# Cloud Console defaults per method, as reported (docs/places.md, Quotas).
 GOOGLE_DEFAULT_QPD = {"searchText": 75_000, "searchNearby": 75_000, "getPlace": 125_000}
 
 

@@ -1,5 +1,5 @@
 """Google's error bodies (google.rpc.Status JSON), shaped as places.googleapis.com sends them
-(reference/places.md section 4)."""
+(docs/places.md, Errors)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ SERVICE = "places.googleapis.com"
 PROJECT_NUMBER = "123456789012"  # the emulated consumer project
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
-# Quota names per method: the Cloud Console's metric names (places.md section 4).
+# Quota names per method: the Cloud Console's metric names (docs/places.md, Errors).
 QUOTA_METRICS = {
     "searchText": "SearchTextRequest",
     "searchNearby": "SearchNearbyRequest",

@@ -285,7 +285,7 @@ class StatusBreakdown(Payload):
 
 
 class ProgressDocument(Payload):
-    """The `progress` query's answer (ARCHITECTURE.md section 2)."""
+    """The `progress` query's answer (docs/contract.md, The progress document)."""
 
     rollout: ProgressRollout
     progress_percentage: float

@@ -1,6 +1,6 @@
 """Status words shared by the database, the progress document and the search attributes.
 
-They are part of the contract (ARCHITECTURE.md section 2): change them only with the docs.
+Part of the contract (docs/contract.md, Status words): change them only with the docs.
 """
 
 from __future__ import annotations

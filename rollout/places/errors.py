@@ -1,9 +1,9 @@
 """Typed Places API errors, mapped from Google's google.rpc.Status error bodies.
 
 Classification keys on the HTTP status, the body's `status`, and the ErrorInfo `reason` and
-`metadata` (reference/places.md section 4), never on the English message, which Google
-rewords. Every error says whether retrying the same request can help (`retryable`) and, when
-the server said how long to wait, `retry_after` in seconds.
+`metadata` (docs/places.md, Errors), never on the English message, which Google rewords.
+Every error says whether retrying the same request can help (`retryable`) and, when the
+server said how long to wait, `retry_after` in seconds.
 
 Per-minute versus per-day quota (both are 429 RESOURCE_EXHAUSTED with ErrorInfo reason
 RATE_LIMIT_EXCEEDED) is told apart, in this order, by:
@@ -13,7 +13,7 @@ RATE_LIMIT_EXCEEDED) is told apart, in this order, by:
      "...PerDayPerProject");
   3. failing both, the message's "per day" (older bodies carry no metadata).
 A 429 that none of these marks as per-day is treated as per-minute: retrying it with backoff
-costs little, while treating a per-minute 429 as fatal loses the run (places.md section 4).
+costs little, while treating a per-minute 429 as fatal loses the run (docs/places.md, Errors).
 """
 
 from __future__ import annotations

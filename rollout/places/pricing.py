@@ -1,7 +1,7 @@
 """Places API (New) pricing: which SKU a field mask bills at, and what a request costs.
 
 Google bills a request at the highest SKU among the fields in its mask, and every call (each
-page of a search too) is one billable event (reference/places.md section 3). Both the price
+page of a search too) is one billable event (docs/places.md, Billing). Both the price
 list and the field -> SKU tables are data with a date (`data/pricing_<date>.json`), not code
 constants: when Google changes them, add a new dated file and point `DEFAULT_PRICE_LIST` at it.
 

@@ -4,18 +4,19 @@ One Place Details per `places_enrich` activity on the rate-limited `rollout-plac
 (workflows/enrichment.py), so the quota holds for any number of workers, as phase 1's
 requests do.
 
-Billing discipline (ARCHITECTURE.md section 4: every billed response logged exactly once):
-each successful Place Details answer is logged in its own transaction right after it
-arrives, BEFORE its fields are stored, under a key that names the request (unique per
-activity attempt). A failure after the log loses no billed request; a retry makes a new
-request with a new key only if the enrichment was not stored, so nothing is paid twice.
+Billing discipline (docs/architecture.md, Rules of the house, Money: every billed response
+logged exactly once): each successful Place Details answer is logged in its own transaction
+right after it arrives, BEFORE its fields are stored, under a key that names the request
+(unique per activity attempt). A failure after the log loses no billed request; a retry
+makes a new request with a new key only if the enrichment was not stored, so nothing is
+paid twice.
 
 A business enriched within ENRICHMENT_FRESH_DAYS is not requested again at all (checked
 again right before each request: a neighbouring community may have enriched it meanwhile).
 
 Storage: the answer is kept as returned (`businesses.enrichment`) plus the typed columns it
 refreshes, stamped `enriched_at` and `places_fetched_at`. Google's terms allow caching only
-the place id indefinitely (reference/places.md section 7); purging or refreshing the rest by
+the place id indefinitely (docs/places.md, Storage terms); purging or refreshing the rest by
 age is a retention decision left to the owners, which the timestamps make possible.
 """
 
