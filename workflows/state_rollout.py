@@ -86,7 +86,7 @@ with workflow.unsafe.imports_passed_through():
         cents,
     )
     from rollout.progress import FINISHED as FINISHED_STATUSES
-    from rollout.progress import RolloutFacts, average_cost, build_progress, progress_line
+    from rollout.progress import RolloutFacts, average_cost, build_progress
     from rollout.states import STATE_NAMES
     from rollout.status import CommunityStatus, RolloutStatus
 
@@ -310,7 +310,6 @@ class StateRolloutWorkflow:
     @workflow.signal(name=Signal.COMMUNITY_FINISHED)
     def community_finished(self, result: CommunityResult) -> None:
         self._finished(result)
-        self._show()
 
     def _finished(self, result: CommunityResult) -> None:
         entry = self._in_flight.pop(result.community_rollout_id, None)
@@ -448,17 +447,8 @@ class StateRolloutWorkflow:
             return False
         return len(self._in_flight) < self._batch_size and bool(self._buffer or not self._exhausted)
 
-    def _show(self) -> None:
-        """The Web UI's "current details" of the rollout (not recorded in the history; each
-        community's own workflow shows its phase and live counts)."""
-        now = ", ".join(c.name for c in list(self._in_flight.values())[:10])
-        workflow.set_current_details(
-            progress_line(self.progress()) + (f"; in flight: {now}" if now else "")
-        )
-
     async def _dispatch(self) -> None:
         while True:
-            self._show()
             await workflow.wait_condition(self._wants_attention)
             if self._cancel_requested:
                 return

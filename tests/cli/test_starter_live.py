@@ -111,7 +111,7 @@ async def test_operator_errors_and_watch_through_a_live_rollout(rollout_env: Rol
         assert Decimal(live["cost_usd"]) >= 0
     # The Web UI's "current details" of the rollout and of a community.
     details = await current_details(env, state_workflow_id("DE"))
-    assert details.startswith("DE in_progress: "), details
+    assert details.startswith("**Delaware rollout**"), details
     community = community_workflow_id("DE", live["community_id"])
     assert " of 6, " in await current_details(env, community)
 

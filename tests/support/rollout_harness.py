@@ -211,7 +211,19 @@ async def rollout_env(
     )
     await terminate_running(client)
     emulator.post("/sim/reset")
-    emulator.post("/sim/config", {"api_key": API_KEY, "error_rate": 0.0})
+    # Every knob a test may turn, back to the session's defaults.
+    emulator.post(
+        "/sim/config",
+        {
+            "api_key": API_KEY,
+            "error_rate": 0.0,
+            "timeout_rate": 0.0,
+            "malformed_rate": 0.0,
+            "latency_ms": 0.0,
+            "disabled": False,
+            "fail_near": [],
+        },
+    )
     env_vars = {
         **os.environ,
         "TEMPORAL_ADDRESS": stack.temporal_address,

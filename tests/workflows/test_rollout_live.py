@@ -338,6 +338,10 @@ async def test_cancel_cancels_in_flight_and_marks_the_rest(rollout_env: RolloutE
     env = rollout_env
     handle = await env.start("DE", batch_size=3)
     await env.wait_for("DE", lambda d: d.status_breakdown.completed >= 2, what="2 completed")
+    # Slow Places down so the communities in flight are still at work when the cancel
+    # lands (a small town otherwise finishes in a second or two).
+    env.emulator.post("/sim/config", {"latency_ms": 1000})
+    await env.wait_for("DE", lambda d: len(d.in_flight) == 3, what="a full window")
     await handle.signal(StateRolloutWorkflow.cancel)
     summary = await handle.result()
     assert summary.status is RolloutStatus.CANCELLED
@@ -714,6 +718,7 @@ async def test_enrichment_workflow_continues_as_new_and_pays_each_place_once(
         "businesses_enriched": with_site,
         "enrichment_fresh_skipped": 0,
         "enrichment_not_found": 0,
+        "site_profiles": 0,  # no website scan ran here
     }
     assert second.counts["businesses_enriched"] == 0
     assert second.counts["enrichment_fresh_skipped"] == with_site
