@@ -44,6 +44,8 @@ from rollout.payloads import (
     RolloutSummary,
     cents,
 )
+from rollout.phase_settings import PhaseSettings
+from rollout.phases.discovery.planning import DiscoverySettings
 from rollout.settings import Settings, get_settings
 from rollout.states import STATE_NAMES, UnknownStateError, normalize_state_code
 
@@ -725,7 +727,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = get_settings()
     except ValidationError as exc:  # name the setting, not a traceback
         problem = exc.errors()[0]
-        name = str(problem["loc"][0]).upper() if problem["loc"] else "settings"
+        # A section's variables carry its prefix (DISCOVERY_MIN_CELL_DEG).
+        sections = {cls.__name__: cls for cls in (Settings, DiscoverySettings, PhaseSettings)}
+        section = sections.get(exc.title)
+        prefix = str(section.model_config.get("env_prefix") or "") if section else ""
+        name = (prefix + str(problem["loc"][0])).upper() if problem["loc"] else "settings"
         message = str(problem["msg"]).removeprefix("Value error, ")
         return _fail(f"invalid {name}: {message}", 2)
     configure_logging(args.log_level or settings.log_level, settings.log_format)

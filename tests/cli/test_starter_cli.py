@@ -89,6 +89,19 @@ def test_invalid_setting_is_one_line() -> None:
     assert "invalid DATABASE_URL" in one_error_line(result)
 
 
+def test_an_invalid_section_setting_is_named_with_its_prefix() -> None:
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "starter.py"), "estimate", "DE"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DISCOVERY_MIN_CELL_DEG": "-1"},
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "invalid DISCOVERY_MIN_CELL_DEG" in one_error_line(result)
+
+
 def test_unknown_command_is_one_line() -> None:
     result = starter("launch", "TX")
     assert result.returncode == 2

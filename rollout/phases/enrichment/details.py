@@ -1,4 +1,7 @@
-"""Phase 4: Pro enrichment with Place Details for the businesses worth it (with a website).
+"""Phase 4's Place Details: refreshing the Google enrichment fields of businesses whose
+enrichment is older than ENRICHMENT_FRESH_DAYS (phase 1's pages carry them when bought, so
+a fresh rollout makes none of these requests; the business's own website is read in
+rollout/phases/enrichment/website.py).
 
 One Place Details per `places_enrich` activity on the rate-limited `rollout-places` queue
 (workflows/enrichment.py), so the quota holds for any number of workers, as phase 1's
