@@ -13,10 +13,12 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import getpass
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +48,14 @@ from rollout.payloads import (
 )
 from rollout.phase_settings import PhaseSettings
 from rollout.phases.discovery.planning import DiscoverySettings
+from rollout.retention import (
+    CONTENT_DAYS,
+    PLACE_ID_REFRESH_DAYS,
+    REFRESH_AFTER_DAYS,
+    RetentionPlan,
+    purge_expired_by_state,
+    retention_plan,
+)
 from rollout.settings import Settings, get_settings
 from rollout.states import STATE_NAMES, UnknownStateError, normalize_state_code
 
@@ -595,6 +605,178 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
         console.print("no rollouts yet; start one with `python starter.py start TX`")
 
 
+def _date_arg(value: str) -> dt.date:
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(value)
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"date {value!r} is not a YYYY-MM-DD date") from None
+
+
+def cmd_retention(args: argparse.Namespace, settings: Settings) -> None:
+    from rich.table import Table
+    from sqlalchemy.exc import ProgrammingError
+
+    from rollout.db.session import create_engine, describe_url, session_factory
+
+    if args.as_of is not None and not args.dry_run:
+        # A run purges as of now: purging ahead of time would leave content that discovery
+        # still counts as fresh (DISCOVERY_FRESH_DAYS) empty, and behind time keeps it longer
+        # than Google's terms allow.
+        raise control.InputError("--as-of plans a later run: use it with --dry-run")
+    policy = settings.places_content_policy
+    log = logging.getLogger("starter")
+    if policy == "refresh":
+        log.warning(
+            "PLACES_CONTENT_POLICY=refresh: whether Google content refreshed every %d days "
+            "may be kept is a legal call for the owners, not the code's (docs/places.md, "
+            "Storage terms)",
+            REFRESH_AFTER_DAYS,
+        )
+    elif policy == "keep":
+        log.warning(
+            "PLACES_CONTENT_POLICY=keep (acknowledged): Google content is kept past the %d "
+            "days Google's terms allow",
+            CONTENT_DAYS,
+        )
+    # --as-of D: the run at the end of day D (UTC), so it counts everything expiring that day.
+    as_of = (
+        dt.datetime.combine(args.as_of + dt.timedelta(days=1), dt.time(), dt.UTC)
+        if args.as_of is not None
+        else dt.datetime.now(dt.UTC)
+    )
+    purging = not args.dry_run and policy != "keep"
+
+    async def go() -> tuple[RetentionPlan, dict[str | None, int]]:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            async with session_factory(engine)() as session:
+                plan = await retention_plan(
+                    session,
+                    policy,
+                    as_of,
+                    state=args.state,
+                    refresh_mask=settings.discovery.details_mask,
+                )
+                purged: dict[str | None, int] = {}
+                if purging:
+                    purged = await purge_expired_by_state(session, as_of, state=args.state)
+                    await session.commit()
+                return plan, purged
+        except ProgrammingError as exc:
+            if "does not exist" in str(exc.orig):
+                raise CommandError(
+                    f"the database at {describe_url(settings.database_url)} has no retention "
+                    "columns; run `python starter.py migrate` first"
+                ) from None
+            raise
+        finally:
+            await engine.dispose()
+
+    plan, purged = asyncio.run(go())
+    where = f" in {STATE_NAMES[args.state]}" if args.state else ""
+    if args.dry_run:
+        _print_retention_plan(plan, where)
+    elif policy == "keep":
+        console.print(
+            f"PLACES_CONTENT_POLICY=keep (acknowledged): nothing purged; {plan.expiring:,} "
+            f"businesses{where} hold Google content older than {CONTENT_DAYS} days",
+            soft_wrap=True,
+        )
+    elif purged:
+        table = Table()
+        table.add_column("state")
+        table.add_column("businesses", justify="right")
+        for code, count in sorted(purged.items(), key=lambda item: item[0] or "~"):
+            table.add_row(code or "unknown", f"{count:,}")
+        console.print(table)
+        console.print(
+            f"purged the Google content of {sum(purged.values()):,} businesses; their place "
+            "ids and their own websites' profiles are kept",
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"nothing to purge{where}: no Google content is older than {CONTENT_DAYS} days",
+            soft_wrap=True,
+        )
+    if policy == "refresh":
+        # The refresh requests go through the rate-limited Places queue, which this
+        # command does not use; until they exist a run must still purge in time.
+        console.print(
+            "Refreshing needs the Places queue and is future work (issue #13): "
+            + (
+                f"until then a run refreshes nothing and purges all {plan.expiring:,} "
+                f"businesses over {CONTENT_DAYS} days."
+                if args.dry_run
+                else f"this run refreshed none of the {plan.refresh:,} businesses due and "
+                f"purged those over {CONTENT_DAYS} days."
+            ),
+            soft_wrap=True,
+        )
+    if plan.recheck:
+        console.print(
+            f"Place ids last confirmed over {PLACE_ID_REFRESH_DAYS} days ago: "
+            f"{plan.recheck:,}; re-checking them ({plan.recheck_sku}, free) is future work "
+            "(issue #13).",
+            soft_wrap=True,
+        )
+    if args.dry_run:
+        console.print("Dry run: nothing changed.", style="dim")
+
+
+def _print_retention_plan(plan: RetentionPlan, where: str) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"Retention{where} as of {plan.as_of:%Y-%m-%d %H:%M} UTC, "
+        f"PLACES_CONTENT_POLICY={plan.policy}"
+    )
+    for column in (
+        "state",
+        "with Google content",
+        f"over {CONTENT_DAYS} days",
+        "purge",
+        "refresh",
+        "refresh cost",
+        "re-check ids",
+    ):
+        table.add_column(column, justify="left" if column == "state" else "right")
+    for s in plan.states:
+        table.add_row(
+            s.state_code or "unknown",
+            f"{s.held:,}",
+            f"{s.expiring:,}",
+            f"{s.purge:,}",
+            f"{s.refresh:,}",
+            _usd(s.refresh_cost_usd),
+            f"{s.recheck:,}",
+        )
+    table.add_row(
+        "total",
+        f"{plan.held:,}",
+        f"{plan.expiring:,}",
+        f"{plan.purge:,}",
+        f"{plan.refresh:,}",
+        _usd(plan.refresh_cost_usd),
+        f"{plan.recheck:,}",
+        style="bold",
+    )
+    console.print(table)
+    explained = {
+        "purge": f"Google content older than {CONTENT_DAYS} days is cleared; place ids and "
+        "the businesses' own website profiles stay.",
+        "refresh": f"content older than {REFRESH_AFTER_DAYS} days is bought again with Place "
+        f"Details ({plan.refresh_sku}, ${plan.refresh_request_usd * 1000:,.2f} per 1,000 at "
+        "list price, before Google's monthly free caps); businesses closed permanently are "
+        f"purged at {CONTENT_DAYS} days instead.",
+        "keep": "nothing is purged (acknowledged): the businesses over "
+        f"{CONTENT_DAYS} days keep Google content longer than Google's terms allow.",
+    }
+    console.print(f"{plan.policy}: {explained[plan.policy]}", soft_wrap=True)
+
+
 # --------------------------------------------------------------------------------------
 # parsing and error handling
 # --------------------------------------------------------------------------------------
@@ -674,6 +856,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("state", nargs="?", type=_state_arg, help="only this state (default: all)")
     p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser(
+        "retention",
+        help="purge Google content past its storage terms (PLACES_CONTENT_POLICY); "
+        "--dry-run shows what a run would purge, refresh and spend",
+    )
+    p.add_argument("state", nargs="?", type=_state_arg, help="only this state (default: all)")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument(
+        "--as-of",
+        type=_date_arg,
+        metavar="YYYY-MM-DD",
+        help="(with --dry-run) plan the run at the end of this day (UTC)",
+    )
+    p.set_defaults(func=cmd_retention)
 
     p = sub.add_parser("list", help="list state rollouts")
     p.add_argument("--json", action="store_true")

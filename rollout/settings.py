@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rollout.phase_settings import PhaseSettings
@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_bind: str = "127.0.0.1"
 
+    # What happens to Google's Places content when Google's terms stop allowing it to be
+    # cached (30 days; rollout/retention.py, docs/places.md Storage terms): `purge` clears it,
+    # `refresh` buys it again before then (whether refreshed content may be kept is the
+    # owners' legal call), `keep` keeps it, only with the acknowledgement below.
+    places_content_policy: Literal["purge", "refresh", "keep"] = "purge"
+    places_content_policy_acknowledged: bool = False
+
     # Sections (built from the same environment; not settable as one variable each).
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings, exclude=True)
     phases: PhaseSettings = Field(default_factory=PhaseSettings, exclude=True)
@@ -101,6 +108,18 @@ class Settings(BaseSettings):
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("DATABASE_URL must be a postgresql:// or postgresql+asyncpg:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _keeping_is_acknowledged(self) -> Settings:
+        # Keeping Google content past 30 days goes against Google's terms: a deliberate,
+        # named decision, never a typo's consequence.
+        if self.places_content_policy == "keep" and not self.places_content_policy_acknowledged:
+            raise ValueError(
+                "PLACES_CONTENT_POLICY=keep keeps Google's Places content past the 30 days "
+                "Google's terms allow; set PLACES_CONTENT_POLICY_ACKNOWLEDGED=true to confirm "
+                "the owners decided so, or choose purge or refresh"
+            )
+        return self
 
     @property
     def uses_google(self) -> bool:

@@ -185,6 +185,12 @@ class Business(TimestampMixin, Base):
     first_seen_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     last_seen_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     places_fetched_at: Mapped[dt.datetime | None]
+    # When the Google listing was last cleared for being older than Google's storage terms
+    # allow (rollout/retention.py); a later fetch (places_fetched_at after it) holds it again.
+    places_purged_at: Mapped[dt.datetime | None]
+    # When the place id was last confirmed by an IDs-only Place Details request (free):
+    # Google recommends re-checking ids older than 12 months.
+    place_id_checked_at: Mapped[dt.datetime | None]
 
 
 class BusinessRegion(Base):
