@@ -178,7 +178,8 @@ class Business(TimestampMixin, Base):
     enrichment: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     enriched_at: Mapped[dt.datetime | None]
     # What the business publishes about itself on its own home page (schema.org data and
-    # meta tags, each value with its source; rollout/phases/enrichment/site_profile.py):
+    # meta tags, each value with its source; read in phase 2 by
+    # rollout/phases/enrichment/site_profile.py, copied here by phase 4's website.py):
     # the business's content, not Google's, kept whatever the Places retention policy.
     website_profile: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     website_profile_at: Mapped[dt.datetime | None]
