@@ -203,13 +203,14 @@ class DiscoveryActivities:
                 )
         activity.logger.info(
             "purchase list: %d ids sighted, %d of them known and linked; %d searches "
-            "(%d pages) and %d Place Details, $%s",
+            "(%d pages) and %d Place Details, $%s (no plan of these probes under $%s)",
             len(sighted),
             len(known),
             len(cover.searches),
             cover.pages,
             len(cover.details),
             cover.cost_usd,
+            cover.bound_usd,
         )
         return PurchaseList(
             lines=len(lines),

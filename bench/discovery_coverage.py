@@ -36,6 +36,9 @@ reported three ways:
 Searches also return businesses of neighbouring communities inside the region's box: they are
 real businesses the activity stores, so "$/1k unique" divides the cost by every unique place
 id a paid page returned; "$/1k own" divides it by the community's own businesses found.
+The last table splits each cost into the floor (every unique place once, in full pages) and
+what the run pays above it: empty slots on paid pages, places fetched more than once, and
+the Place Details premium over a page slot.
 """
 
 from __future__ import annotations
@@ -109,6 +112,8 @@ class Run:
     results_by_group: Counter[str] = field(default_factory=Counter)
     saturated_root_pages: int = 0
     missed: int = 0  # cover: probed ids that no paid request returned (nor were known)
+    planned: Decimal = Decimal(0)  # cover: the purchase plan's list price
+    bound: Decimal = Decimal(0)  # cover: no plan of the same probes costs less
     sighted: set[str] = field(default_factory=set)  # cover: ids the free probes saw
 
 
@@ -260,6 +265,7 @@ async def run_cover(
         details_cost=request_cost(sku_for(Endpoint.GET_PLACE, DETAILS_MASK)),
         exclude=known,
     )
+    run.planned, run.bound = cover.cost_usd, cover.bound_usd
     lines = deque(cover.searches)
 
     async def buyer() -> None:
@@ -365,8 +371,8 @@ def breakdown_table() -> Table:
     table = Table(title="Where the paid requests go (SEARCH_MASK pages; probes are free)")
     for column in (
         "community", "strategy", "category pages", "category results", "catch-all pages",
-        "catch-all results", "page fill", "paid sightings / unique", "saturated-root pages",
-        "floor $/1k (full pages, once)",
+        "catch-all results", "details", "page fill", "paid sightings / unique",
+        "saturated-root pages", "floor $/1k (full pages, once)",
     ):  # fmt: skip
         table.add_column(
             column,
@@ -374,6 +380,50 @@ def breakdown_table() -> Table:
             no_wrap=True,
         )
     return table
+
+
+def money_table() -> Table:
+    table = Table(title="Where the money goes: the cost split into what each part adds")
+    for column in (
+        "community", "strategy", "cost", "floor", "empty page slots", "overlap",
+        "details premium",
+    ):  # fmt: skip
+        table.add_column(
+            column,
+            justify="left" if column in ("community", "strategy") else "right",
+            no_wrap=True,
+        )
+    return table
+
+
+@dataclass(frozen=True)
+class MoneySplit:
+    """A run's cost as the floor (every unique place once, at a full page's price per
+    place) plus what each inefficiency adds: page slots paid but empty (the last page of a
+    search is rarely full), places fetched more than once (overlap, at a page slot's price),
+    and Place Details bought for lone places (their price above a page slot's)."""
+
+    floor: Decimal
+    empty: Decimal
+    overlap: Decimal
+    details: Decimal
+
+    @classmethod
+    def of(cls, run: Run, page_price: Decimal, details_price: Decimal) -> MoneySplit:
+        slot = page_price / PAGE_SIZE
+        details = run.paid_by_group["details"]
+        pages = run.paid_requests - details
+        sightings = run.paid_results  # details included, one each
+        return cls(
+            floor=slot * len(run.found),
+            empty=slot * (PAGE_SIZE * pages - (sightings - details)),
+            overlap=slot * (sightings - len(run.found)),
+            details=(details_price - slot) * details,
+        )
+
+
+def share(part: Decimal, whole: Decimal) -> str:
+    return f"${part:.2f} ({100 * part / whole:.0f}%)" if whole else "-"
 
 
 async def bench(args: argparse.Namespace) -> int:
@@ -389,8 +439,10 @@ async def bench(args: argparse.Namespace) -> int:
     )
     table = results_table(args.seed)
     costs = breakdown_table()
+    money = money_table()
     truth_rows: list[str] = []
     page_price = request_cost(sku_for(Endpoint.SEARCH_TEXT, SEARCH_MASK))
+    details_price = request_cost(sku_for(Endpoint.GET_PLACE, DETAILS_MASK))
     with tempfile.TemporaryDirectory(prefix="bench-coverage-") as tmp:
         extra = ["--qpd", "0", "--cache-businesses", str(args.cache_businesses)]
         with PlacesimServer(Path(tmp), seed=args.seed, qpm=0, extra_args=extra) as server:
@@ -440,6 +492,8 @@ async def bench(args: argparse.Namespace) -> int:
                         )
                         unique = len(run.found)
                         floor = page_price * math.ceil(unique / PAGE_SIZE)
+                        details = run.paid_by_group["details"]
+                        pages = run.paid_requests - details
                         costs.add_row(
                             truth.name,
                             run.strategy,
@@ -447,26 +501,45 @@ async def bench(args: argparse.Namespace) -> int:
                             f"{run.results_by_group['category']:,}",
                             f"{run.paid_by_group['catch-all']:,}",
                             f"{run.results_by_group['catch-all']:,}",
-                            pct(run.paid_results, PAGE_SIZE * run.paid_requests),
+                            f"{details:,}",
+                            pct(run.paid_results - details, PAGE_SIZE * pages),
                             f"{run.paid_results / unique:.2f}" if unique else "-",
                             f"{run.saturated_root_pages:,}" if ours else "-",
                             per_1000(floor, unique),
+                        )
+                        split = MoneySplit.of(run, page_price, details_price)
+                        money.add_row(
+                            truth.name,
+                            run.strategy,
+                            f"${run.cost:.2f}",
+                            share(split.floor, run.cost),
+                            share(split.empty, run.cost),
+                            share(split.overlap, run.cost),
+                            share(split.details, run.cost),
                         )
                         console.print(
                             f"  done: {truth.name} {strategy}: {run.requests} requests, "
                             f"${run.cost:.2f} (client) / ${run.billed_cost:.2f} "
                             f"({run.billed_requests} billed requests, /sim/billing), "
                             f"{run.wall_s:.0f} s"
+                            + (
+                                f"; plan ${run.planned:.2f}, none of the probes under "
+                                f"${run.bound:.2f}"
+                                if strategy == "cover"
+                                else ""
+                            )
                         )
     console.print(table)
     console.print(costs)
+    console.print(money)
     for row in truth_rows:
         console.print(row)
     console.print(
         "cost (client) sums PlacesClient's per-request list price; cost (/sim) is the "
         "emulator's bill (GET /sim/billing), (!) marking a disagreement. unique: distinct place "
         "ids on paid pages (neighbours' businesses in the box included); own found: those of "
-        "the community itself. floor sat.: probed cells still saturated at min_cell_deg."
+        "the community itself. floor sat.: probed cells still saturated at min_cell_deg. "
+        "page fill: results per search page slot (Place Details apart)."
     )
     return 0
 

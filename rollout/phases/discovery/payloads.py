@@ -15,9 +15,9 @@ class DiscoveryStrategy(StrEnum):
     """How phase 1 pays for what it finds.
 
     - cover (default): walk every search and quadtree cell with the free IDs-only mask
-      first, keeping the ids in Postgres, then buy a greedy set cover of the probed pages
-      (rollout/phases/discovery/cover.py): each business is paid about once, categories
-      overlapping or not;
+      first, keeping the ids in Postgres, then buy a near-cheapest set cover of the probed
+      pages (rollout/phases/discovery/cover.py): each business is paid about once,
+      categories overlapping or not;
     - stream: pay each search as it is walked (probed cells are paid again at their
       leaves); simpler, about twice the cost in cities (bench/discovery_coverage.py).
     """
