@@ -18,7 +18,7 @@ a share of them:
   only, sparse categories too, and the purchase list buys the businesses the searches match
   (together, capped at all of them) at COVER_IDS_PER_PAGE per paid page, plus one Place
   Details for COVER_DETAILS_SHARE of them (both measured on the emulator's worlds by
-  bench/discovery_coverage.py: 11.9-15.8 ids per page, 0-3.3% by details);
+  bench/discovery_coverage.py);
 - a search box takes in every matching business inside it, the neighbours' too: the
   businesses of communities outside the estimate whose centre lies in a searched box are
   bought as well (once; within the estimate a place a neighbour bought is not bought again,
@@ -30,11 +30,12 @@ Prices come from the dated price list (rollout/places/pricing.py), at the first 
 `after_free_caps` applies the monthly free caps and volume tiers as if the rollout were the
 billing account's only use of the SKU that month.
 
-Calibrated on the emulator (bench/estimate_calibration.py, seed 1, default category lists):
-Delaware (56 communities) billed $32.92 for 10,292 businesses against an estimate of $34.06
-(+3.5%, 10,322 businesses); Little Rock, AR alone (pop. 202,591) billed $25.46 for 7,598
-against $24.32 (-4.5%, 7,592). The target is 15%; the paid page fill (COVER_IDS_PER_PAGE) is
-the measured 13 ids per page.
+Calibrated on the emulator (bench/estimate_calibration.py, seed 1, default category lists)
+after the planner's Lagrangian cover (rollout/phases/discovery/cover.py): Delaware (56
+communities) billed $24.68 for 10,292 businesses, Little Rock, AR alone (pop. 202,591)
+$17.47 for 7,598; the estimate is within 3% of both (target 15%). The paid page fill
+(COVER_IDS_PER_PAGE, 15.5 ids) and the Place Details share (0.3% of the ids) are what the
+planner measured there.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ DENSE_SHARE = 0.03  # of a community's businesses matched by one dense category 
 SPARSE_SHARE = 0.006  # ... by one sparse category
 LEAF_FILL = 45  # results in an average quadtree leaf (the cap is 60)
 PAGE = 20
-COVER_IDS_PER_PAGE = 13
-COVER_DETAILS_SHARE = 0.03
+COVER_IDS_PER_PAGE = 15.5
+COVER_DETAILS_SHARE = 0.003
 
 
 @dataclass(frozen=True)

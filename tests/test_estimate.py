@@ -58,14 +58,14 @@ def test_the_cover_strategy_probes_free_and_buys_each_match_about_once() -> None
     result = estimate([town(2_000), town(400_000)], settings)
     by_sku = {s.sku: s.requests for s in result.skus}
     # Town: 50 businesses, 9.6% matched (3 x 3% + 0.6%): 5 ids, one paid page.
-    # City: 10,000 businesses, 960 matched: 74 pages (13 ids each), 29 details (3%).
-    assert by_sku["Text Search Enterprise"] == 1 + 74
-    assert by_sku["Place Details Enterprise"] == 29
+    # City: 10,000 businesses, 960 matched: 62 pages (15.5 ids each), 3 details (0.3%).
+    assert by_sku["Text Search Enterprise"] == 1 + 62
+    assert by_sku["Place Details Enterprise"] == 3
     assert "Nearby Search Enterprise" not in by_sku
     # Probes: the town's 4 searches one page each; the city's 3 dense searches of 300
     # matches (7 leaves: 3 + 10 x 3 pages) and a florist search of 60 (3 pages).
     assert by_sku["Text Search Essentials IDs Only"] == 4 + 3 * 33 + 3
-    assert result.cost_usd == 75 * request_cost("Text Search Enterprise") + 29 * request_cost(
+    assert result.cost_usd == 63 * request_cost("Text Search Enterprise") + 3 * request_cost(
         "Place Details Enterprise"
     )
 
