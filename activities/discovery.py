@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 
-from sqlalchemy import ARRAY, Text, any_, bindparam, delete, func, literal, select
+from sqlalchemy import ARRAY, Text, any_, bindparam, delete, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -235,6 +235,11 @@ class DiscoveryActivities:
             fresh = (
                 Business.place_id == any_(bindparam("ids", sorted(sighted), ARRAY(Text))),
                 Business.places_fetched_at >= cutoff,
+                # A listing the retention purged is no longer known: buy it again.
+                or_(
+                    Business.places_purged_at.is_(None),
+                    Business.places_purged_at < Business.places_fetched_at,
+                ),
             )
             known = (await session.scalars(select(Business.place_id).where(*fresh))).all()
             # One statement, whatever the count (a VALUES list would hit asyncpg's limit of

@@ -28,6 +28,9 @@ PLACES_TIMEOUT = timedelta(seconds=30)
 # Bookkeeping activities are short database writes: retry them quickly and for long
 # (a database restart must not fail a rollout), except for input errors.
 RECORD_TIMEOUT = timedelta(seconds=30)
+# Planning a big city's purchases is CPU work on every id it sighted (New York: about 20 s
+# on a busy 2-core machine): longer than a write, and retried from scratch when cut off.
+PLANNING_TIMEOUT = timedelta(minutes=5)
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -35,12 +38,18 @@ RECORD_RETRY = RetryPolicy(
 )
 
 
-async def record(activity: Activity[P, R], arg: P, *, summary: str) -> R:
+async def record(
+    activity: Activity[P, R],
+    arg: P,
+    *,
+    summary: str,
+    start_to_close: timedelta = RECORD_TIMEOUT,
+) -> R:
     """Run a bookkeeping activity on the workflow's own task queue."""
     return await workflow.execute_activity_method(
         activity,
         arg,
-        start_to_close_timeout=RECORD_TIMEOUT,
+        start_to_close_timeout=start_to_close,
         retry_policy=RECORD_RETRY,
         summary=summary[:200],
     )

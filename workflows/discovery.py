@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.common import Job, places_request, record, run_pool
+from workflows.common import PLANNING_TIMEOUT, Job, places_request, record, run_pool
 
 with workflow.unsafe.imports_passed_through():
     from activities.discovery import DiscoveryActivities
@@ -103,6 +103,7 @@ class CommunityDiscoveryWorkflow:
                     DiscoveryActivities.discovery_plan_purchases,
                     listing,
                     summary="phase 1: plan what to buy",
+                    start_to_close=PLANNING_TIMEOUT,
                 )
                 self._purchases = planned.lines
 

@@ -1,6 +1,6 @@
 """Phase 1 planning: which searches cover a community, and how to split a saturated one.
 
-Strategy (see reference/places.md §6):
+Strategy (see docs/places.md, Coverage):
 - dense categories: Text Search with `includedType`, restricted to the region's bounding
   rectangle, paged to the end;
 - sparse categories: one Nearby Search on the region circle; a saturated answer (20 results)
@@ -32,7 +32,7 @@ TEXT_SEARCH_CAP = 60  # results across all pages of one Text Search
 PAGE_SIZE = 20  # results per page (Text Search) and per Nearby Search
 METRES_PER_DEGREE_LAT = 111_320.0
 
-# Table A types a local directory needs (reference/places.md §6.3, from Google's
+# Table A types a local directory needs (docs/places.md, Coverage; from Google's
 # place-types list). An includedType outside Table A fails the whole request with
 # INVALID_ARGUMENT, so configured categories are checked against this list at start-up.
 TABLE_A_TYPES: frozenset[str] = frozenset(
@@ -81,7 +81,7 @@ DEFAULT_SPARSE = [
 DEFAULT_TEXT_QUERIES = ["local business", "shop", "services"]
 
 # What phase 1 stores: listing fields plus website and phone (phase 2 scans websites).
-# websiteUri/nationalPhoneNumber/rating make it the Enterprise SKU (reference/places.md §5).
+# websiteUri/nationalPhoneNumber/rating make it the Enterprise SKU (docs/places.md, Field masks).
 LISTING_FIELDS = (
     "id", "displayName", "formattedAddress", "location", "types", "primaryType",
     "businessStatus", "googleMapsUri", "pureServiceAreaBusiness", "websiteUri",
@@ -89,7 +89,7 @@ LISTING_FIELDS = (
 )  # fmt: skip
 # What the platform keeps beyond the listing, from the SKUs phase 1 already pays for (Pro
 # and Enterprise): a request is billed once at the highest SKU in its mask however many of
-# that SKU's fields it asks for (reference/places.md section 3), so these cost nothing more
+# that SKU's fields it asks for (docs/places.md, Billing), so these cost nothing more
 # and no later phase buys them again.
 ENRICHMENT_FIELDS = (
     "addressComponents", "internationalPhoneNumber", "regularOpeningHours", "priceLevel",
@@ -143,7 +143,7 @@ class DiscoverySettings(BaseSettings):
     # neighbouring community's overlapping searches, or an earlier run) is linked to the
     # community without buying it again; 0 buys everything sighted. The free probes still
     # find every place, so only known places are spared. (Google lets lat/lng be cached for
-    # 30 days, reference/places.md section 7; ENRICHMENT_FRESH_DAYS is the same idea.)
+    # 30 days, docs/places.md, Storage terms; ENRICHMENT_FRESH_DAYS is the same idea.)
     fresh_days: int = Field(default=30, ge=0)
     # Buy Google's Atmosphere fields too (editorial summary, payment and parking options,
     # ...): every paid page then bills at the Enterprise + Atmosphere SKU.
