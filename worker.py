@@ -8,6 +8,9 @@
   PLACES_QPM / 60 per second (see PLACES_QUOTA_SHARE), so any number of workers holds the
   quota.
 
+At start it creates the `places-retention` schedule (daily PlacesRetentionWorkflow) unless
+it exists; one with another spec or action is updated, paused or not as the operator left it.
+
 SIGINT / SIGTERM stop polling, let running activities finish (graceful shutdown), exit 0.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -26,7 +30,18 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
@@ -40,10 +55,17 @@ from activities.enrichment import EnrichmentActivities
 from activities.news_sources import NewsSourceActivities
 from activities.outages import OutageInterceptor, ServiceProbeActivities
 from activities.records import RolloutRecordActivities
+from activities.retention import RetentionActivities, RetentionRun
 from activities.seeding import SeedingActivities
 from activities.verification import VerificationActivities
 from activities.website_scan import WebsiteScanActivities
-from rollout.contract import PLACES_TASK_QUEUE, ROLLOUT_TASK_QUEUE
+from rollout.contract import (
+    PLACES_TASK_QUEUE,
+    RETENTION_RUN_ID_PREFIX,
+    RETENTION_SCHEDULE_ID,
+    ROLLOUT_TASK_QUEUE,
+    WorkflowType,
+)
 from rollout.db.session import create_engine, session_factory
 from rollout.db.usage_spool import UsageSpool, flush_forever
 from rollout.logsetup import configure_logging
@@ -55,6 +77,7 @@ from workflows import (
     CommunityDiscoveryWorkflow,
     CommunityEnrichmentWorkflow,
     CommunityRolloutWorkflow,
+    PlacesRetentionWorkflow,
     StateRolloutWorkflow,
 )
 
@@ -65,6 +88,7 @@ WORKFLOWS = [
     CommunityRolloutWorkflow,
     CommunityDiscoveryWorkflow,
     CommunityEnrichmentWorkflow,
+    PlacesRetentionWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=WORKER_GRACEFUL_SHUTDOWN_S)
 
@@ -106,6 +130,91 @@ async def connect(settings: Settings) -> Client:
         data_converter=pydantic_data_converter,
         runtime=runtime,
     )
+
+
+# The retention run: daily at 03:00 UTC (an interval's offset counts from the Unix epoch,
+# midnight UTC), a quiet hour for US rollouts. A run missed while Temporal was down is made
+# up if it is back within a day; older misses are dropped, since the next run purges all
+# they would have.
+RETENTION_EVERY = timedelta(days=1)
+RETENTION_HOUR_UTC = 3
+# A run stuck longer than this is ended, so it cannot hold back (SKIP) the next day's.
+RETENTION_RUN_TIMEOUT = timedelta(hours=12)
+
+
+def retention_schedule() -> Schedule:
+    """The `places-retention` schedule: PlacesRetentionWorkflow daily on `rollout`, a run
+    skipped while the previous one still runs."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            PlacesRetentionWorkflow.run,
+            RetentionRun(),
+            id=RETENTION_RUN_ID_PREFIX,
+            task_queue=ROLLOUT_TASK_QUEUE,
+            execution_timeout=RETENTION_RUN_TIMEOUT,
+        ),
+        spec=ScheduleSpec(
+            intervals=[
+                ScheduleIntervalSpec(
+                    every=RETENTION_EVERY, offset=timedelta(hours=RETENTION_HOUR_UTC)
+                )
+            ]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=RETENTION_EVERY),
+    )
+
+
+def _schedule_shape(schedule: Schedule) -> tuple[object, ...]:
+    """What the worker owns of a schedule: its timing, its action and its overlap policy
+    (the server describes an interval without an offset as offset 0)."""
+    action = schedule.action
+    started = (
+        (action.workflow, action.id, action.task_queue, action.execution_timeout)
+        if isinstance(action, ScheduleActionStartWorkflow)
+        else (type(action).__name__,)
+    )
+    intervals = tuple((i.every, i.offset or timedelta(0)) for i in schedule.spec.intervals)
+    spec = schedule.spec
+    return (
+        intervals,
+        tuple(spec.calendars),
+        tuple(spec.cron_expressions),
+        started,
+        schedule.policy.overlap,
+        schedule.policy.catchup_window,
+    )
+
+
+async def ensure_retention_schedule(client: Client) -> str:
+    """Create the `places-retention` schedule, or bring an existing one to this worker's
+    spec and action; safe with any number of workers starting at once. Returns what it did:
+    created, updated or unchanged."""
+    wanted = retention_schedule()
+    try:
+        await client.create_schedule(RETENTION_SCHEDULE_ID, wanted)
+        outcome = "created"
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(RETENTION_SCHEDULE_ID)
+        outcome = "unchanged"
+
+        def update(current: ScheduleUpdateInput) -> ScheduleUpdate | None:
+            nonlocal outcome
+            existing = current.description.schedule
+            if _schedule_shape(existing) == _schedule_shape(wanted):
+                return None
+            outcome = "updated"
+            # The state is the operator's (paused, with a note): kept.
+            return ScheduleUpdate(schedule=dataclasses.replace(wanted, state=existing.state))
+
+        await handle.update(update)
+    log.info(
+        "schedule %s %s: %s daily at %02d:00 UTC",
+        RETENTION_SCHEDULE_ID,
+        outcome,
+        WorkflowType.PLACES_RETENTION.value,
+        RETENTION_HOUR_UTC,
+    )
+    return outcome
 
 
 @dataclass
@@ -173,6 +282,7 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
     news = NewsSourceActivities(res.sessions, res.phase_settings, res.fetcher)
     enrichment = EnrichmentActivities(res.sessions, res.places, res.phase_settings, res.billing)
     verification = VerificationActivities(res.sessions, res.phase_settings, settings.discovery)
+    retention = RetentionActivities(res.sessions, settings.places_content_policy)
     rollout_worker = Worker(
         client,
         task_queue=ROLLOUT_TASK_QUEUE,
@@ -197,6 +307,7 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
             enrichment.finish,
             verification.verify,
             res.seeding.seed_platforms,
+            retention.retention_purge,
         ],
         workflow_runner=sandbox_runner(),
         # Eager execution would bypass task-queue rate limits; keep every activity on
@@ -275,6 +386,7 @@ async def main() -> int:
     except RuntimeError as exc:
         sys.stderr.write(f"error: cannot reach Temporal at {settings.temporal_address}: {exc}\n")
         return 1
+    await ensure_retention_schedule(client)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

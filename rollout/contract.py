@@ -34,12 +34,20 @@ def enrichment_workflow_id(community_workflow_id: str) -> str:
     return f"{community_workflow_id}/enrichment"
 
 
+# -- schedules --------------------------------------------------------------------------
+# Daily PlacesRetentionWorkflow (Google's storage terms); each run's id is
+# RETENTION_RUN_ID_PREFIX followed by the time the schedule started it.
+RETENTION_SCHEDULE_ID = "places-retention"
+RETENTION_RUN_ID_PREFIX = "places-retention-run"
+
+
 # -- workflow types, signals, queries ----------------------------------------------------
 class WorkflowType(StrEnum):
     STATE_ROLLOUT = "StateRolloutWorkflow"
     COMMUNITY_ROLLOUT = "CommunityRolloutWorkflow"
     COMMUNITY_DISCOVERY = "CommunityDiscoveryWorkflow"
     COMMUNITY_ENRICHMENT = "CommunityEnrichmentWorkflow"
+    PLACES_RETENTION = "PlacesRetentionWorkflow"
 
 
 class Signal(StrEnum):

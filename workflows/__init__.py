@@ -6,11 +6,13 @@ Everything they exchange with activities is a small DTO from rollout.payloads.
 from workflows.community_rollout import CommunityRolloutWorkflow
 from workflows.discovery import CommunityDiscoveryWorkflow
 from workflows.enrichment import CommunityEnrichmentWorkflow
+from workflows.retention import PlacesRetentionWorkflow
 from workflows.state_rollout import StateRolloutWorkflow
 
 __all__ = [
     "CommunityDiscoveryWorkflow",
     "CommunityEnrichmentWorkflow",
     "CommunityRolloutWorkflow",
+    "PlacesRetentionWorkflow",
     "StateRolloutWorkflow",
 ]
