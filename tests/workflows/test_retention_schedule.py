@@ -36,7 +36,6 @@ from tests.support.rollout_harness import (
     rollout_env,  # noqa: F401 - fixture
 )
 from worker import WORKFLOWS, ensure_retention_schedule, sandbox_runner
-from workflows.retention import PlacesRetentionWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -124,8 +123,8 @@ async def test_worker_schedules_the_retention_run(rollout_env: RolloutEnv) -> No
     started = described.info.recent_actions[-1].action
     assert isinstance(started, ScheduleActionExecutionStartWorkflow)
     assert started.workflow_id.startswith(f"{RETENTION_RUN_ID_PREFIX}-")
-    run = env.client.get_workflow_handle_for(
-        PlacesRetentionWorkflow.run, started.workflow_id, run_id=started.first_execution_run_id
+    run = env.client.get_workflow_handle(
+        started.workflow_id, run_id=started.first_execution_run_id, result_type=RetentionCounts
     )
     counts = await asyncio.wait_for(run.result(), timeout=60)
     assert counts == RetentionCounts(policy="purge", as_of=counts.as_of, purged=1)
