@@ -15,7 +15,7 @@ with `starter.py start DE` and followed to its end, while the fault is injected:
     places-flaky            10% of Places requests 5xx, timed out or malformed, throughout
     child-terminated        one community's workflow terminated with the `temporal` CLI
     state-terminated        the state workflow terminated with the `temporal` CLI, then
-                            `starter.py start DE` again
+                            `starter.py start DE` again (the row is the new rollout's)
 
 Each row: communities completed / failed / stuck (not finished when the rollout closed),
 duplicate businesses, the usage log's total against the emulator's bill, and the time from
@@ -78,6 +78,9 @@ class Run:
     worker: ManagedProcess
     workers: int = 1
     fault_ended: float | None = None
+    # Set while a fault replaces the rollout (state-terminated): the old one closing is not
+    # the end to wait for.
+    restarting: bool = False
     completions: list[float] = field(default_factory=list)  # when each completion was seen
     notes: list[str] = field(default_factory=list)
 
@@ -221,11 +224,18 @@ async def child_terminated(run: Run, args: argparse.Namespace) -> None:
 
 async def state_terminated(run: Run, args: argparse.Namespace) -> None:
     await run.completed_at_least(5)
+    first = await run.scalar("SELECT max(id) FROM state_rollouts")
+    run.restarting = True
     run.temporal("workflow", "terminate", "-w", state_workflow_id(STATE), "--reason", "bench")
     await asyncio.sleep(2)
+    # `start` reconciles the terminated rollout's row (its in-flight communities failed: "its
+    # workflow was terminated"), then starts a new rollout, whose row the workflow writes.
     run.starter("start", STATE, "--batch-size", str(args.batch_size), "--throttle-ms", "0")
+    while await run.scalar("SELECT max(id) FROM state_rollouts") == first:
+        await asyncio.sleep(0.5)
     run.completions.clear()  # what counts is the new rollout
     run.fault_ended = time.monotonic()
+    run.restarting = False
 
 
 Fault = Callable[[Run, argparse.Namespace], Awaitable[None]]
@@ -276,7 +286,7 @@ async def follow(run: Run, deadline_s: float) -> float:
         elif done < last:  # a new rollout (state-terminated)
             last = done
         status = await run.rollout_status()
-        if status in FINISHED:
+        if status in FINISHED and not run.restarting:
             return time.monotonic() - started
         await asyncio.sleep(2)
     run.notes.append(f"not closed after {deadline_s:.0f} s")
