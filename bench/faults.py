@@ -231,7 +231,9 @@ async def state_terminated(run: Run, args: argparse.Namespace) -> None:
     # `start` reconciles the terminated rollout's row (its in-flight communities failed: "its
     # workflow was terminated"), then starts a new rollout, whose row the workflow writes.
     run.starter("start", STATE, "--batch-size", str(args.batch_size), "--throttle-ms", "0")
-    while await run.scalar("SELECT max(id) FROM state_rollouts") == first:
+    for _ in range(240):  # two minutes
+        if await run.scalar("SELECT max(id) FROM state_rollouts") != first:
+            break
         await asyncio.sleep(0.5)
     run.completions.clear()  # what counts is the new rollout
     run.fault_ended = time.monotonic()
