@@ -8,7 +8,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import metrics
 from rollout.contract import ErrorType
-from rollout.db import records
+from rollout.db import answers, records
 from rollout.payloads import (
     CommunityFinish,
     CommunityMark,
@@ -93,6 +93,9 @@ class RolloutRecordActivities:
                 error=inp.error,
             )
             await records.record_community_finished(session, inp.rollout_id)
+            # Answers kept for a retry of phase 1 (a failed or paused one ends without
+            # discovery_finish): none can come now.
+            await answers.forget(session, inp.community_rollout_id)
         metrics.community_finished(inp.status.value)
         return CommunityResult(
             community_rollout_id=inp.community_rollout_id,
@@ -117,6 +120,7 @@ class RolloutRecordActivities:
                 session, inp.community_rollout_id, inp.reason
             )
             await records.record_community_finished(session, inp.rollout_id)
+            await answers.forget(session, inp.community_rollout_id)
         status = CommunityStatus(row.status)
         metrics.community_finished(status.value)
         return CommunityResult(

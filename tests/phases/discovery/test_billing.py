@@ -23,12 +23,15 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.billing import BillingLog
 from activities.discovery import DiscoveryActivities
+from activities.records import RolloutRecordActivities
 from rollout.db.models import Business, PlacesAnswer, RolloutApiUsage
 from rollout.db.usage import BilledRequest
 from rollout.db.usage_spool import UsageSpool
+from rollout.payloads import CommunityFinish
 from rollout.phases.discovery.payloads import Box, PageRequest, SearchKind, SearchTask
 from rollout.phases.discovery.planning import DiscoverySettings
 from rollout.places.client import PlacesClient
+from rollout.status import CommunityStatus
 from tests.support.phase_fixtures import Seeded, seed_rollout
 from tests.support.placesim_support import SIM_KEY
 
@@ -277,3 +280,39 @@ async def test_a_spooled_line_the_log_refuses_stays_spooled_and_the_rest_is_writ
     assert await spool.flush(seeded.sessions) == 1
     assert spool.pending() == 1  # kept, and said so, for an operator
     assert [r.request_key for r in await usage_rows(seeded)] == ["good"]
+
+
+async def test_a_community_that_ends_forgets_its_kept_answers(
+    engine: AsyncEngine, sim: Sim, tmp_path: Path
+) -> None:
+    """A phase 1 that failed or paused ends without discovery_finish: the community's end
+    drops what it kept for a retry that can no longer come."""
+    async with rig(engine, sim, tmp_path) as r:
+        original = r.flaky.begin
+        calls = 0
+
+        def fail_store() -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the log row and the answer commit; storing the places fails
+                raise OperationalError("INSERT", None, ConnectionResetError("reset"))
+            return original()
+
+        r.flaky.begin = fail_store  # type: ignore[method-assign]
+        with pytest.raises(OperationalError):
+            await ActivityEnvironment().run(r.acts.places_search_page, page_request(r.seeded))
+    async with r.seeded.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(PlacesAnswer)) == 1
+    finish = CommunityFinish(
+        rollout_id=r.seeded.rollout_id,
+        community_rollout_id=r.seeded.community_rollout_id,
+        community_id=r.seeded.community_id,
+        status=CommunityStatus.FAILED,
+        failed_phase=1,
+        error="Places unreachable",
+    )
+    await ActivityEnvironment().run(
+        RolloutRecordActivities(r.seeded.sessions).finish_community, finish
+    )
+    async with r.seeded.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(PlacesAnswer)) == 0
