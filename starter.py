@@ -576,6 +576,12 @@ def cmd_estimate(args: argparse.Namespace, settings: Settings) -> None:
     table.add_row(*total, style="bold")
     console.print(table)
     console.print(
+        f"Keeping Google's content past 30 days (PLACES_CONTENT_POLICY=refresh) would add "
+        f"about {result.refresh_requests_per_month:,} {result.refresh_sku} requests, "
+        f"${result.refresh_monthly_usd:,.2f} a month (list price); the default policy, "
+        "purge, costs nothing."
+    )
+    console.print(
         "A model, not a quote: densities and category shares are assumptions, calibrated "
         "on the emulator within 15% (rollout/estimate.py). List prices; "
         + (

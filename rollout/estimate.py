@@ -61,6 +61,7 @@ from rollout.places.pricing import (
     request_cost,
     sku_for,
 )
+from rollout.retention import REFRESH_AFTER_DAYS
 
 RESIDENTS_PER_BUSINESS = 40
 DENSE_SHARE = 0.03  # of a community's businesses matched by one dense category or query
@@ -90,6 +91,16 @@ class Estimate:
     communities: int
     businesses: int
     skus: list[SkuEstimate]
+    # PLACES_CONTENT_POLICY=refresh: every business's Google content re-fetched with one Place
+    # Details before it is 30 days old (rollout/retention.py), a month's worth, list price.
+    refresh_requests_per_month: int = 0
+    refresh_sku: str = ""
+
+    @property
+    def refresh_monthly_usd(self) -> Decimal:
+        if not self.refresh_requests_per_month:
+            return Decimal(0)
+        return request_cost(self.refresh_sku) * self.refresh_requests_per_month
 
     @property
     def requests(self) -> int:
@@ -207,4 +218,12 @@ def estimate(
         for sku, n in sorted(requests.items())
         if n
     ]
-    return Estimate(communities=len(communities), businesses=businesses, skus=skus)
+    # A refresh every REFRESH_AFTER_DAYS days keeps content under the 30-day limit.
+    refreshes = math.ceil(businesses * 30 / REFRESH_AFTER_DAYS)
+    return Estimate(
+        communities=len(communities),
+        businesses=businesses,
+        skus=skus,
+        refresh_requests_per_month=refreshes,
+        refresh_sku=details_sku,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -126,3 +127,12 @@ def test_estimate_with_free_caps_shows_the_price_after_them() -> None:
     # Delaware fits in the monthly free caps of every SKU it uses.
     total = next(line for line in result.stdout.splitlines() if "total" in line)
     assert total.rstrip(" │").endswith("$0.00")
+
+
+def test_the_monthly_refresh_cost_is_one_place_details_per_business_every_25_days() -> None:
+    result = estimate([town(400_000)], DiscoverySettings())
+    assert result.refresh_sku == "Place Details Enterprise"
+    assert result.refresh_requests_per_month == math.ceil(result.businesses * 30 / 25)
+    assert result.refresh_monthly_usd == (
+        request_cost("Place Details Enterprise") * result.refresh_requests_per_month
+    )
