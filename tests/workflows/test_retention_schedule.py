@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from temporalio.client import (
@@ -143,9 +145,15 @@ async def test_worker_schedules_the_retention_run(rollout_env: RolloutEnv) -> No
     assert rows[fresh].latitude is not None
     assert rows[fresh].places_purged_at is None
 
-    # The run's history replays against today's workflow code.
+    # The run's history replays against today's workflow code; RECORD_HISTORIES=1 keeps it
+    # for tests/workflows/test_replay.py, as the rollout's own histories are kept.
+    history = await run.fetch_history()
     await Replayer(
         workflows=WORKFLOWS,
         data_converter=pydantic_data_converter,
         workflow_runner=sandbox_runner(),
-    ).replay_workflow(await run.fetch_history())
+    ).replay_workflow(history)
+    if os.environ.get("RECORD_HISTORIES") == "1":
+        (Path(__file__).parent / "histories" / "PlacesRetentionWorkflow__daily.json").write_text(
+            json.dumps({"workflow_id": started.workflow_id, "history": history.to_json_dict()})
+        )
