@@ -3,11 +3,11 @@ emulator's own SKU table, placesim.skus), and what a masked answer holds."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 from placesim import rpc
+from placesim.sites import listing_draw
 from placesim.skus import (
     FieldMaskError,
     Method,
@@ -146,11 +146,11 @@ def _clock(hour: int) -> str:
 def _hours_and_prices(b: Business) -> dict[str, Any]:
     """Opening hours for about three businesses in four, and a price level (and range) for
     most of the kinds Google prices: drawn from the place id, so every answer agrees."""
-    draw = int.from_bytes(hashlib.sha256(b.place_id.encode()).digest()[:8], "big")
+    draw = listing_draw(b.place_id)
     out: dict[str, Any] = {}
-    if draw % 4:
-        opens, closes = 7 + draw % 4, 17 + (draw >> 4) % 6
-        open_days = range(1, 7) if (draw >> 8) % 3 else range(7)  # closed Sundays, or not
+    if draw.has_hours:
+        opens, closes = draw.opens, draw.closes
+        open_days = range(7) if draw.open_sundays else range(1, 7)  # Google's days: 0 Sunday
         periods = [
             {
                 "open": {"day": day, "hour": opens, "minute": 0},
@@ -165,8 +165,8 @@ def _hours_and_prices(b: Business) -> dict[str, Any]:
             for day in (*range(1, 7), 0)
         ]
         out["regularOpeningHours"] = {"periods": periods, "weekdayDescriptions": descriptions}
-    if b.primary_type in _PRICED and (draw >> 12) % 5:
-        level = (draw >> 16) % len(_PRICE_LEVELS)
+    if b.primary_type in _PRICED and draw.has_price:
+        level = draw.price_index(len(_PRICE_LEVELS))
         out["priceLevel"] = _PRICE_LEVELS[level]
         low = 10 * (level + 1)
         out["priceRange"] = {

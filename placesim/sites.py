@@ -648,10 +648,39 @@ def choose_markup(u: float) -> Markup:
     return MARKUP_SHARES[-1][0]
 
 
-def _google_draw(business: Business) -> int:
-    """The draw placesim.fields takes Google's opening hours and price level from: the site
-    states the same hours and prices as the business's Google listing (when that has any)."""
-    return int.from_bytes(hashlib.sha256(business.place_id.encode()).digest()[:8], "big")
+@dataclass(frozen=True)
+class ListingDraw:
+    """Google's opening hours and price level of a business (placesim.fields), which its own
+    site states too: drawn from the place id, so every answer and page agrees."""
+
+    value: int
+
+    @property
+    def has_hours(self) -> bool:  # about three businesses in four
+        return self.value % 4 != 0
+
+    @property
+    def opens(self) -> int:
+        return 7 + self.value % 4
+
+    @property
+    def closes(self) -> int:
+        return 17 + (self.value >> 4) % 6
+
+    @property
+    def open_sundays(self) -> bool:
+        return (self.value >> 8) % 3 == 0
+
+    @property
+    def has_price(self) -> bool:  # of the kinds Google prices
+        return (self.value >> 12) % 5 != 0
+
+    def price_index(self, choices: int) -> int:
+        return (self.value >> 16) % choices
+
+
+def listing_draw(place_id: str) -> ListingDraw:
+    return ListingDraw(int.from_bytes(hashlib.sha256(place_id.encode()).digest()[:8], "big"))
 
 
 def _site_phone(business: Business, style: int) -> str:
@@ -703,10 +732,11 @@ def site_profile(business: Business, root: str) -> SiteProfile | None:
     )
     og_type = rng.choice(("website", "business.business"))
 
-    draw = _google_draw(business)
-    opens, closes = 7 + draw % 4, 17 + (draw >> 4) % 6
-    days = tuple(range(6)) if (draw >> 8) % 3 else tuple(range(7))  # closed Sundays, or not
-    hours = OpeningHours(days, f"{opens:02d}:00", f"{closes:02d}:00") if has_hours else None
+    draw = listing_draw(business.place_id)
+    days = tuple(range(7)) if draw.open_sundays else tuple(range(6))  # Monday first
+    hours = (
+        OpeningHours(days, f"{draw.opens:02d}:00", f"{draw.closes:02d}:00") if has_hours else None
+    )
     priced = has_price and business.primary_type in _PRICE_RANGE_TYPES
     display = business.category.display_name
     place = f"{business.locality}, {business.state_code}"
@@ -749,7 +779,7 @@ def site_profile(business: Business, root: str) -> SiteProfile | None:
         area_served=business.locality if business.pure_service_area else None,
         hours=hours,
         same_as=tuple(_SOCIAL_PROFILES[i].format(slug=slug) for i in socials),
-        price_range=_PRICE_RANGES[(draw >> 16) % len(_PRICE_RANGES)] if priced else None,
+        price_range=_PRICE_RANGES[draw.price_index(len(_PRICE_RANGES))] if priced else None,
         spelling=spelling,
     )
 
