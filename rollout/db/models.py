@@ -192,6 +192,20 @@ class Business(TimestampMixin, Base):
     # When the place id was last confirmed by an IDs-only Place Details request (free):
     # Google recommends re-checking ids older than 12 months.
     place_id_checked_at: Mapped[dt.datetime | None]
+    # What a retention run learned from Google (rollout/retention.py): the id answers
+    # NOT_FOUND, the place closed for good, or it moved to `moved_to_place_id`. A closed
+    # business is no longer refreshed and its platforms get a tombstone.
+    closed_at: Mapped[dt.datetime | None]
+    closed_reason: Mapped[str | None] = mapped_column(String(32))
+    moved_to_place_id: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        CheckConstraint(
+            "closed_reason IN ('not_found', 'closed_permanently', 'moved')",
+            name="closed_reason_word",
+        ),
+        CheckConstraint("(closed_at IS NULL) = (closed_reason IS NULL)", name="closed_together"),
+    )
 
 
 class BusinessRegion(Base):
