@@ -34,7 +34,7 @@ from cli import control
 from devstack.embedded import EmbeddedStack, StackConfig, StackError, terminate_on_sigterm
 from devstack.services import DEMO_DISCOVERY, start_emulator, start_worker, worker_environment
 from rollout.communities import SchemaMissingError, seed_from_data_file
-from rollout.contract import state_workflow_id
+from rollout.contract import RETENTION_SCHEDULE_ID, state_workflow_id
 from rollout.db.errors import DatabaseUnavailableError, is_connection_error, unavailable
 from rollout.logsetup import configure_logging
 from rollout.payloads import (
@@ -707,25 +707,25 @@ def cmd_retention(args: argparse.Namespace, settings: Settings) -> None:
             f"nothing to purge{where}: no Google content is older than {CONTENT_DAYS} days",
             soft_wrap=True,
         )
-    if policy == "refresh":
-        # The refresh requests go through the rate-limited Places queue, which this
-        # command does not use; until they exist a run must still purge in time.
+    if policy == "refresh" and not args.dry_run:
         console.print(
-            "Refreshing needs the Places queue and is future work (issue #13): "
-            + (
-                f"until then a run refreshes nothing and purges all {plan.expiring:,} "
-                f"businesses over {CONTENT_DAYS} days."
-                if args.dry_run
-                else f"this run refreshed none of the {plan.refresh:,} businesses due and "
-                f"purged those over {CONTENT_DAYS} days."
-            ),
+            "Refreshes are bought by the scheduled run on the Places queue (`temporal "
+            f"schedule trigger --schedule-id {RETENTION_SCHEDULE_ID}` starts one now); this "
+            f"command purged what is past {CONTENT_DAYS} days.",
+            soft_wrap=True,
+        )
+    elif plan.refresh:
+        console.print(
+            f"Refresh: {plan.refresh:,} businesses whose Google content is between "
+            f"{REFRESH_AFTER_DAYS} and {CONTENT_DAYS} days old, one {plan.refresh_sku} each "
+            f"(${plan.refresh_request_usd}): {_usd(plan.refresh_cost_usd)} at list price, "
+            "within the run's RETENTION_BUDGET_USD.",
             soft_wrap=True,
         )
     if plan.recheck:
         console.print(
             f"Place ids last confirmed over {PLACE_ID_REFRESH_DAYS} days ago: "
-            f"{plan.recheck:,}; re-checking them ({plan.recheck_sku}, free) is future work "
-            "(issue #13).",
+            f"{plan.recheck:,}, re-checked by the run ({plan.recheck_sku}, free).",
             soft_wrap=True,
         )
     if args.dry_run:

@@ -72,6 +72,7 @@ from rollout.logsetup import configure_logging
 from rollout.phase_settings import PhaseSettings
 from rollout.phases.website_scan.fetcher import WebFetcher
 from rollout.places.client import PlacesClient
+from rollout.retention import CONTENT_DAYS
 from rollout.settings import WORKER_GRACEFUL_SHUTDOWN_S, Settings, get_settings
 from workflows import (
     CommunityDiscoveryWorkflow,
@@ -282,7 +283,14 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
     news = NewsSourceActivities(res.sessions, res.phase_settings, res.fetcher)
     enrichment = EnrichmentActivities(res.sessions, res.places, res.phase_settings, res.billing)
     verification = VerificationActivities(res.sessions, res.phase_settings, settings.discovery)
-    retention = RetentionActivities(res.sessions, settings.places_content_policy)
+    retention = RetentionActivities(
+        res.sessions,
+        settings.places_content_policy,
+        places=res.places,
+        billing=res.billing,
+        budget_usd=settings.retention_budget_usd,
+        atmosphere=settings.discovery.atmosphere,
+    )
     rollout_worker = Worker(
         client,
         task_queue=ROLLOUT_TASK_QUEUE,
@@ -308,6 +316,9 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
             verification.verify,
             res.seeding.seed_platforms,
             retention.retention_purge,
+            retention.retention_begin,
+            retention.retention_purge_page,
+            retention.retention_due,
         ],
         workflow_runner=sandbox_runner(),
         # Eager execution would bypass task-queue rate limits; keep every activity on
@@ -323,6 +334,7 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
             discovery.places_search_page,
             discovery.places_buy,
             enrichment.places_enrich,
+            retention.places_retention_request,
             ServiceProbeActivities(res.sessions, res.places).services_available,
         ],
         interceptors=[OutageInterceptor()],
@@ -387,6 +399,7 @@ async def main() -> int:
         sys.stderr.write(f"error: cannot reach Temporal at {settings.temporal_address}: {exc}\n")
         return 1
     await ensure_retention_schedule(client)
+    log_content_policy(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -394,6 +407,25 @@ async def main() -> int:
     async with resources(settings) as res:
         await run_workers(create_workers(client, settings, res), stop, settings.worker_health_file)
     return 0
+
+
+def log_content_policy(settings: Settings) -> None:
+    """Said once at start: a policy other than the terms' letter is the owners' decision."""
+    policy = settings.places_content_policy
+    if policy == "refresh":
+        log.warning(
+            "PLACES_CONTENT_POLICY=refresh: the retention run buys Google content again before "
+            "it is %d days old (up to $%s a run); whether refreshed content may be kept is a "
+            "legal call for the owners, not the code's (docs/places.md, Storage terms)",
+            CONTENT_DAYS,
+            settings.retention_budget_usd,
+        )
+    elif policy == "keep":
+        log.warning(
+            "PLACES_CONTENT_POLICY=keep (acknowledged): Google content is kept past the %d "
+            "days Google's terms allow",
+            CONTENT_DAYS,
+        )
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

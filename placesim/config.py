@@ -47,6 +47,11 @@ class SimConfig(BaseModel):
     )
     site_slow_s: float = Field(default=8.0, ge=0, description="delay of the slow sites")
     fail_near: tuple[FailZone, ...] = ()
+    # Place id churn, as Google's database changes under a kept id: Place Details for a
+    # gone id answers 404 NOT_FOUND; for a moved one, the place closed for good with
+    # `movedPlaceId` naming its new id (docs/places.md, Place Details).
+    gone_places: tuple[str, ...] = ()
+    moved_places: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _rates(self) -> SimConfig:

@@ -215,8 +215,19 @@ class App:
         data: dict[str, Any] = {}
         if method is Method.GET_PLACE:
             place_id = request.path.removeprefix("/v1/places/")
+            if place_id in self.config.gone_places:
+                raise rpc.not_found(
+                    f"It looks like the place ID '{place_id}' is no longer valid. Refresh it "
+                    "with a Place Details request for its id."
+                )
             business = search.get_place(self.world, place_id, self._guard)
-            return fields.project(fields.place_json(business, base), mask)
+            place = fields.place_json(business, base)
+            moved_to = self.config.moved_places.get(place_id)
+            if moved_to is not None:
+                place["businessStatus"] = "CLOSED_PERMANENTLY"
+                place["movedPlace"] = f"places/{moved_to}"
+                place["movedPlaceId"] = moved_to
+            return fields.project(place, mask)
         body = self._body(request)
         token: str | None = None
         if method is Method.SEARCH_TEXT:

@@ -9,8 +9,10 @@ policy (`PLACES_CONTENT_POLICY`) decides what happens when that time is up:
 - `purge` (the default): the content is cleared; the place id and the business's own
   website profile stay, so a later rollout finds and buys the business again.
 - `refresh`: the content is bought again before it expires (Place Details with the fields
-  phase 1 keeps, from REFRESH_AFTER_DAYS on). A business Google marks closed permanently
-  is not worth a request and is purged instead. Whether refreshed content may be kept
+  phase 1 keeps, between REFRESH_AFTER_DAYS and CONTENT_DAYS old; rollout/
+  retention_requests.py); what was not refreshed in time (a budget reached, Places down
+  for days) is purged at CONTENT_DAYS like under `purge`. A business closed for good is
+  not worth a request and is purged in its turn. Whether refreshed content may be kept
   this way is the owners' legal call, not the code's.
 - `keep`: nothing is purged, only with `PLACES_CONTENT_POLICY_ACKNOWLEDGED=true`.
 
@@ -184,23 +186,34 @@ def _older(as_of: dt.datetime, days: int) -> ColumnElement[bool]:
 
 
 def _refreshable() -> ColumnElement[bool]:
-    return Business.business_status.is_distinct_from(CLOSED_PERMANENTLY)
+    # A place closed for good (as its listing says, or as a retention request found it)
+    # has nothing worth buying again.
+    return and_(
+        Business.business_status.is_distinct_from(CLOSED_PERMANENTLY),
+        Business.closed_at.is_(None),
+    )
 
 
-def _due_refresh(policy: PlacesContentPolicy, as_of: dt.datetime) -> ColumnElement[bool]:
+def due_refresh(policy: PlacesContentPolicy, as_of: dt.datetime) -> ColumnElement[bool]:
     if policy != "refresh":
         return false()
-    return and_(_refreshable(), _older(as_of, REFRESH_AFTER_DAYS))
+    # Between REFRESH_AFTER_DAYS and CONTENT_DAYS old: content past CONTENT_DAYS was not
+    # refreshed in time and is purged, whatever the policy (bar `keep`).
+    listing = and_(
+        _listing_older(as_of, REFRESH_AFTER_DAYS), not_(_listing_older(as_of, CONTENT_DAYS))
+    )
+    enrichment = and_(
+        _enrichment_older(as_of, REFRESH_AFTER_DAYS),
+        not_(_enrichment_older(as_of, CONTENT_DAYS)),
+    )
+    return and_(_refreshable(), or_(listing, enrichment))
 
 
 def _to_purge(policy: PlacesContentPolicy, as_of: dt.datetime) -> ColumnElement[bool]:
-    if policy == "keep":
-        return false()
-    expiring = _older(as_of, CONTENT_DAYS)
-    return and_(expiring, not_(_refreshable())) if policy == "refresh" else expiring
+    return false() if policy == "keep" else _older(as_of, CONTENT_DAYS)
 
 
-def _recheck(policy: PlacesContentPolicy, as_of: dt.datetime) -> ColumnElement[bool]:
+def due_recheck(policy: PlacesContentPolicy, as_of: dt.datetime) -> ColumnElement[bool]:
     # A fetch answers with the id, so it confirms it as an IDs-only check does; a refresh
     # due anyway confirms it too.
     confirmed = func.greatest(
@@ -208,7 +221,8 @@ def _recheck(policy: PlacesContentPolicy, as_of: dt.datetime) -> ColumnElement[b
     )
     return and_(
         confirmed < as_of - dt.timedelta(days=PLACE_ID_REFRESH_DAYS),
-        not_(_due_refresh(policy, as_of)),
+        Business.closed_at.is_(None),
+        not_(due_refresh(policy, as_of)),
     )
 
 
@@ -261,8 +275,8 @@ async def retention_plan(
             or_(_listing_held(), _enrichment_held()).label("held"),
             _older(as_of, CONTENT_DAYS).label("expiring"),
             _to_purge(policy, as_of).label("purge"),
-            _due_refresh(policy, as_of).label("refresh"),
-            _recheck(policy, as_of).label("recheck"),
+            due_refresh(policy, as_of).label("refresh"),
+            due_recheck(policy, as_of).label("recheck"),
         )
         .where(_in_state(state))
         .subquery()
@@ -303,16 +317,7 @@ async def retention_plan(
     )
 
 
-async def purge_expired_by_state(
-    session: AsyncSession, as_of: dt.datetime, *, state: str | None = None
-) -> dict[str | None, int]:
-    """Clear, in one statement, the Google content older than CONTENT_DAYS at `as_of`: the
-    listing columns (stamping `places_purged_at`) where the listing is that old, the
-    enrichment (and `enriched_at`) where it is. The place id and the website profile stay.
-    A purged value is not purged again, so a second run changes nothing. Returns how many
-    businesses changed, per state. Whatever the policy: the caller decides whether to call
-    it (never under `keep`; under `refresh` for what no refresh replaced in time)."""
-    as_of = _aware(as_of)
+def _purge_statement(as_of: dt.datetime, where: ColumnElement[bool]) -> Any:
     listing = _listing_older(as_of, CONTENT_DAYS)
     enrichment = _enrichment_older(as_of, CONTENT_DAYS)
     cleared: dict[str, Any] = {
@@ -321,9 +326,9 @@ async def purge_expired_by_state(
         if column != "types"
     }
     cleared["types"] = case((listing, literal_column("'{}'::text[]")), else_=Business.types)
-    result = await session.execute(
+    return (
         update(Business)
-        .where(or_(listing, enrichment), _in_state(state))
+        .where(or_(listing, enrichment), where)
         .values(
             **cleared,
             enrichment=case((enrichment, null()), else_=Business.enrichment),
@@ -331,13 +336,61 @@ async def purge_expired_by_state(
             places_purged_at=case((listing, func.now()), else_=Business.places_purged_at),
             updated_at=func.now(),
         )
-        .returning(_state())
         .execution_options(synchronize_session=False)
     )
+
+
+async def purge_expired_by_state(
+    session: AsyncSession, as_of: dt.datetime, *, state: str | None = None
+) -> dict[str | None, int]:
+    """Clear, in one statement, the Google content older than CONTENT_DAYS at `as_of`: the
+    listing columns (stamping `places_purged_at`) where the listing is that old, the
+    enrichment (and `enriched_at`) where it is. The place id and the website profile stay.
+    A purged value is not purged again, so a second run changes nothing. Returns how many
+    businesses changed, per state. Whatever the policy: the caller decides whether to call
+    it (never under `keep`)."""
+    as_of = _aware(as_of)
+    result = await session.execute(_purge_statement(as_of, _in_state(state)).returning(_state()))
     counts: dict[str | None, int] = {}
     for (code,) in result:
         counts[code] = counts.get(code, 0) + 1
     return counts
+
+
+@dataclass(frozen=True, slots=True)
+class PurgedPage:
+    """One page of a paged purge: the businesses it changed, and where the next page starts
+    (None: this was the last)."""
+
+    business_ids: tuple[int, ...]
+    next_after_id: int | None
+
+
+async def purge_expired_page(
+    session: AsyncSession, as_of: dt.datetime, *, after_business_id: int, limit: int
+) -> PurgedPage:
+    """purge_expired_by_state over the next `limit` businesses with expired content above
+    `after_business_id` (in id order), locked against a concurrent run: short transactions
+    on a large table, each business's purge committed with what it sends the platforms."""
+    as_of = _aware(as_of)
+    listing = _listing_older(as_of, CONTENT_DAYS)
+    enrichment = _enrichment_older(as_of, CONTENT_DAYS)
+    page = list(
+        await session.scalars(
+            select(Business.id)
+            .where(or_(listing, enrichment), Business.id > after_business_id)
+            .order_by(Business.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not page:
+        return PurgedPage((), None)
+    result = await session.execute(
+        _purge_statement(as_of, Business.id.in_(page)).returning(Business.id)
+    )
+    purged = tuple(sorted(result.scalars()))
+    return PurgedPage(purged, page[-1] if len(page) == limit else None)
 
 
 async def purge_expired(

@@ -13,6 +13,7 @@ logging a settings object or an exception that carries one.
 from __future__ import annotations
 
 import tempfile
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -82,6 +83,9 @@ class Settings(BaseSettings):
     # owners' legal call), `keep` keeps it, only with the acknowledgement below.
     places_content_policy: Literal["purge", "refresh", "keep"] = "purge"
     places_content_policy_acknowledged: bool = False
+    # What one retention run may spend on refreshes (list price); a run that would pass it
+    # pauses until resumed with a higher budget (workflows/retention.py).
+    retention_budget_usd: Decimal = Field(default=Decimal(100), gt=0)
 
     # Sections (built from the same environment; not settable as one variable each).
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings, exclude=True)

@@ -145,15 +145,15 @@ async def _business(world: World, place_id: str) -> Business:
 PLANS: list[tuple[PlacesContentPolicy, int, dict[str | None, tuple[int, int, int, int, int]]]] = [
     # purge: the 31-, 31- and 400-day-old go; the 400-day-old id is re-checked.
     ("purge", 0, {"DE": (5, 3, 3, 0, 1), "RI": (1, 1, 1, 0, 0)}),
-    # refresh: 29, 31 and 400 days are past 25 and refreshed (which confirms the old id);
-    # the closed business is purged instead.
-    ("refresh", 0, {"DE": (5, 3, 1, 3, 0), "RI": (1, 1, 0, 1, 0)}),
+    # refresh: the 29-day-old is refreshed before it expires; what is past 30 was not
+    # refreshed in time and goes as under purge; the 400-day-old id is re-checked.
+    ("refresh", 0, {"DE": (5, 3, 3, 1, 1), "RI": (1, 1, 1, 0, 0)}),
     ("keep", 0, {"DE": (5, 3, 0, 0, 1), "RI": (1, 1, 0, 0, 0)}),
     # Two days on, the 29-day-old is past 30 too.
     ("purge", 2, {"DE": (5, 4, 4, 0, 1), "RI": (1, 1, 1, 0, 0)}),
-    ("refresh", 2, {"DE": (5, 4, 1, 3, 0), "RI": (1, 1, 0, 1, 0)}),
-    # Sixteen days on, the 10-day-old is due for refresh as well.
-    ("refresh", 16, {"DE": (5, 4, 1, 4, 0), "RI": (1, 1, 0, 1, 0)}),
+    ("refresh", 2, {"DE": (5, 4, 4, 0, 1), "RI": (1, 1, 1, 0, 0)}),
+    # Sixteen days on, the 10-day-old is due for refresh.
+    ("refresh", 16, {"DE": (5, 4, 4, 1, 1), "RI": (1, 1, 1, 0, 0)}),
     # Two days back, only the 400-day-old (and the 40-day-old) were past 30.
     ("purge", -2, {"DE": (5, 1, 1, 0, 1), "RI": (1, 1, 1, 0, 0)}),
 ]
@@ -178,8 +178,8 @@ async def test_the_plan_counts_each_business_by_age_and_policy(
 
 
 async def test_the_plan_of_one_state(world: World) -> None:
-    plan = await _plan(world, "refresh", state="RI")
-    assert _counts(plan) == {"RI": (1, 1, 0, 1, 0)}
+    plan = await _plan(world, "refresh", NOW - dt.timedelta(days=12), state="RI")
+    assert _counts(plan) == {"RI": (1, 0, 0, 1, 0)}
     assert plan.refresh_cost_usd == Decimal("0.02")
 
 
@@ -375,9 +375,9 @@ async def test_cli_dry_run_prints_the_plan_and_changes_nothing(
         database_url=migrated_db.url, policy="refresh",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert _total_row(result.stdout) == ["5", "4", "1", "3", "$0.06", "0"]
+    assert _total_row(result.stdout) == ["5", "4", "4", "0", "$0.00", "1"]
     assert "in Delaware" in result.stdout
-    assert "future work (issue #13)" in result.stdout
+    assert "re-checked by the run" in result.stdout
     # The legal caution is logged once, at start-up.
     assert result.stderr.count("legal call for the owners") == 1
     assert await _rows(world.seeded.engine) == before
@@ -393,11 +393,11 @@ async def test_cli_run_purges_once(world: World, migrated_db: ScratchDatabase) -
     result = retention("DE", database_url=migrated_db.url)
     assert result.returncode == 0, result.stderr
     assert "nothing to purge in Delaware" in result.stdout
-    assert "Place ids last confirmed over 365 days ago: 1;" in result.stdout
+    assert "Place ids last confirmed over 365 days ago: 1, re-checked by the run" in result.stdout
     assert await _rows(world.seeded.engine) == once
 
 
-async def test_cli_refresh_purges_until_refresh_exists_and_keep_purges_nothing(
+async def test_cli_refresh_purges_what_is_expired_and_keep_purges_nothing(
     world: World, migrated_db: ScratchDatabase
 ) -> None:
     before = await _rows(world.seeded.engine)
@@ -409,7 +409,7 @@ async def test_cli_refresh_purges_until_refresh_exists_and_keep_purges_nothing(
     refreshed = retention(database_url=migrated_db.url, policy="refresh")
     assert refreshed.returncode == 0, refreshed.stderr
     assert "purged the Google content of 4 businesses" in refreshed.stdout
-    assert "Refreshing needs the Places queue and is future work" in refreshed.stdout
+    assert "Refreshes are bought by the scheduled run" in refreshed.stdout
 
 
 @pytest.mark.parametrize(

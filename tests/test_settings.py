@@ -56,6 +56,10 @@ def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLACES_QPM", "0")
     with pytest.raises(ValueError, match="places_qpm"):
         Settings()
+    monkeypatch.setenv("PLACES_QPM", "600")
+    monkeypatch.setenv("RETENTION_BUDGET_USD", "0")
+    with pytest.raises(ValueError, match="retention_budget_usd"):
+        Settings()
 
 
 def test_sections_read_the_same_flat_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

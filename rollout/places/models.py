@@ -89,6 +89,8 @@ class Place(BaseModel):
     pure_service_area_business: bool | None = None
     rating: float | None = Field(default=None, ge=0, le=5)
     user_rating_count: int | None = Field(default=None, ge=0)
+    # Set with business_status CLOSED_PERMANENTLY when the place moved to another id.
+    moved_place_id: str | None = None
     # Enrichment: kept as Google shapes them (businesses.enrichment).
     international_phone_number: str | None = None
     regular_opening_hours: dict[str, Any] | None = None

@@ -222,6 +222,8 @@ async def rollout_env(
             "latency_ms": 0.0,
             "disabled": False,
             "fail_near": [],
+            "gone_places": [],
+            "moved_places": {},
         },
     )
     env_vars = {
