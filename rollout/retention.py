@@ -67,7 +67,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rollout.db.models import Business, BusinessRegion, Community, Region
+from rollout.db.models import Business, BusinessRegion, Community, NewsSource, Region
 from rollout.phases.discovery.planning import details_mask
 from rollout.places.pricing import Endpoint, request_cost, sku_for
 
@@ -340,6 +340,31 @@ def _purge_statement(as_of: dt.datetime, where: ColumnElement[bool]) -> Any:
     )
 
 
+async def _rename_news_sources(session: AsyncSession, as_of: dt.datetime, where: Any) -> None:
+    """A news source named after its business's Google listing is renamed, before the
+    listing is purged, after what the business's own site says it is called, else its
+    site's host: the name would otherwise be a copy of Google's content kept past the
+    listing itself."""
+    own_name = Business.website_profile["fields"]["name"]["value"].astext
+    host = func.substring(NewsSource.homepage_url, r"^[A-Za-z]+://([^/:?#]+)")
+    await session.execute(
+        update(NewsSource)
+        .where(
+            NewsSource.business_id == Business.id,
+            NewsSource.name == Business.name,
+            _listing_older(as_of, CONTENT_DAYS),
+            where,
+        )
+        .values(
+            name=func.coalesce(
+                func.nullif(func.trim(own_name), ""), host, func.concat("business ", Business.id)
+            ),
+            updated_at=func.now(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def purge_expired_by_state(
     session: AsyncSession, as_of: dt.datetime, *, state: str | None = None
 ) -> dict[str | None, int]:
@@ -350,6 +375,7 @@ async def purge_expired_by_state(
     businesses changed, per state. Whatever the policy: the caller decides whether to call
     it (never under `keep`)."""
     as_of = _aware(as_of)
+    await _rename_news_sources(session, as_of, _in_state(state))
     result = await session.execute(_purge_statement(as_of, _in_state(state)).returning(_state()))
     counts: dict[str | None, int] = {}
     for (code,) in result:
@@ -386,6 +412,7 @@ async def purge_expired_page(
     )
     if not page:
         return PurgedPage((), None)
+    await _rename_news_sources(session, as_of, Business.id.in_(page))
     result = await session.execute(
         _purge_statement(as_of, Business.id.in_(page)).returning(Business.id)
     )

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rollout.communities import load_communities, seed_communities
-from rollout.db.models import Business
+from rollout.db.models import Business, NewsSource
 from rollout.phases.discovery.planning import details_mask
 from rollout.places.pricing import Endpoint, request_cost, sku_for
 from rollout.retention import (
@@ -31,6 +31,7 @@ from rollout.retention import (
     PlacesContentPolicy,
     RetentionPlan,
     purge_expired,
+    purge_expired_page,
     retention_plan,
 )
 from rollout.settings import Settings
@@ -441,3 +442,47 @@ def test_cli_before_the_migration_says_what_to_do(empty_db: ScratchDatabase) -> 
     result = retention("--dry-run", database_url=empty_db.url)
     assert result.returncode == 1
     assert "run `python starter.py migrate` first" in one_error_line(result)
+
+
+async def test_news_sources_named_after_a_purged_listing_are_renamed(world: World) -> None:
+    """A source's name copied from the Google listing goes with it: the business's own
+    site's name when it publishes one, else the site's host; a name of its own stays."""
+    profile = {"fields": {"name": {"value": "Expired Bakery & Co", "source": "json-ld"}}}
+    async with world.seeded.sessions.begin() as session:
+        await session.execute(
+            update(Business)
+            .where(Business.id == world.ids["ChIJ-expired"])
+            .values(website_profile=profile)
+        )
+        for place_id, name, homepage in (
+            ("ChIJ-expired", "expired", "https://expired-bakery.example/"),
+            ("ChIJ-closed", "closed", "https://closed.example:8443/news?x=1"),
+            ("ChIJ-ancient", "The Ancient Gazette", "https://gazette.example/"),
+            ("ChIJ-aging", "aging", "https://aging.example/"),
+        ):
+            await session.execute(
+                insert(NewsSource).values(
+                    business_id=world.ids[place_id],
+                    community_id=world.seeded.community_id,
+                    name=name,
+                    homepage_url=homepage,
+                )
+            )
+    async with world.seeded.sessions.begin() as session:
+        page = await purge_expired_page(session, NOW, after_business_id=0, limit=2)
+        assert page.business_ids == (world.ids["ChIJ-expired"], world.ids["ChIJ-closed"])
+        assert page.next_after_id == world.ids["ChIJ-closed"]
+        rest = await purge_expired_page(session, NOW, after_business_id=page.next_after_id, limit=2)
+        assert rest.business_ids == (world.ids["ChIJ-ancient"], world.ids["ChIJ-providence"])
+        last = await purge_expired_page(
+            session, NOW, after_business_id=rest.next_after_id or 0, limit=2
+        )
+        assert last.business_ids == ()
+        assert last.next_after_id is None
+    async with world.seeded.sessions() as session:
+        rows = await session.execute(select(NewsSource.business_id, NewsSource.name))
+        names = {business_id: name for business_id, name in rows}
+    assert names[world.ids["ChIJ-expired"]] == "Expired Bakery & Co"  # its own site's
+    assert names[world.ids["ChIJ-closed"]] == "closed.example"  # its site's host
+    assert names[world.ids["ChIJ-ancient"]] == "The Ancient Gazette"  # not Google's name
+    assert names[world.ids["ChIJ-aging"]] == "aging"  # its listing is not expired
