@@ -46,8 +46,6 @@ from rollout.payloads import (
     RolloutSummary,
     cents,
 )
-from rollout.phase_settings import PhaseSettings
-from rollout.phases.discovery.planning import DiscoverySettings
 from rollout.retention import (
     CONTENT_DAYS,
     PLACE_ID_REFRESH_DAYS,
@@ -56,7 +54,7 @@ from rollout.retention import (
     purge_expired_by_state,
     retention_plan,
 )
-from rollout.settings import Settings, get_settings
+from rollout.settings import Settings, describe_settings_error, get_settings
 from rollout.states import STATE_NAMES, UnknownStateError, normalize_state_code
 
 DEMO_STATE = "DE"  # 56 communities: a whole state in a few minutes
@@ -929,14 +927,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = get_settings()
     except ValidationError as exc:  # name the setting, not a traceback
-        problem = exc.errors()[0]
-        # A section's variables carry its prefix (DISCOVERY_MIN_CELL_DEG).
-        sections = {cls.__name__: cls for cls in (Settings, DiscoverySettings, PhaseSettings)}
-        section = sections.get(exc.title)
-        prefix = str(section.model_config.get("env_prefix") or "") if section else ""
-        name = (prefix + str(problem["loc"][0])).upper() if problem["loc"] else "settings"
-        message = str(problem["msg"]).removeprefix("Value error, ")
-        return _fail(f"invalid {name}: {message}", 2)
+        return _fail(describe_settings_error(exc), 2)
     configure_logging(args.log_level or settings.log_level, settings.log_format)
     func: Callable[[argparse.Namespace, Settings], None] = args.func
     try:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import (
     Client,
@@ -73,7 +74,12 @@ from rollout.phase_settings import PhaseSettings
 from rollout.phases.website_scan.fetcher import WebFetcher
 from rollout.places.client import PlacesClient
 from rollout.retention import CONTENT_DAYS
-from rollout.settings import WORKER_GRACEFUL_SHUTDOWN_S, Settings, get_settings
+from rollout.settings import (
+    WORKER_GRACEFUL_SHUTDOWN_S,
+    Settings,
+    describe_settings_error,
+    get_settings,
+)
 from workflows import (
     CommunityDiscoveryWorkflow,
     CommunityEnrichmentWorkflow,
@@ -390,8 +396,7 @@ async def run_workers(
         log.info("stopping: finishing running activities (up to %s)", GRACEFUL_SHUTDOWN)
 
 
-async def main() -> int:
-    settings = get_settings()
+async def main(settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         client = await connect(settings)
@@ -443,7 +448,12 @@ def cli(argv: Sequence[str] | None = None) -> int:
         asked = args in (["-h"], ["--help"])
         (sys.stdout if asked else sys.stderr).write(usage)
         return 0 if asked else 2
-    return asyncio.run(main())
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # one line naming the setting, not a traceback
+        sys.stderr.write(f"error: {describe_settings_error(exc)}\n")
+        return 2
+    return asyncio.run(main(settings))
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ async def _roll_out(client: Client, state: str) -> None:
     summary = await handle.result()
     console.print(
         f"[dim]rollout of {state}: {summary.completed} communities, "
-        f"{summary.total_businesses:,} businesses in {time.monotonic() - started:.0f} s[/]"
+        f"{summary.businesses:,} businesses in {time.monotonic() - started:.0f} s[/]"
     )
 
 

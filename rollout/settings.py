@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rollout.phase_settings import PhaseSettings
@@ -138,3 +138,16 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line naming the variable and what is wrong with it, for a command's error line
+    (not a traceback)."""
+    problem = exc.errors()[0]
+    # A section's variables carry its prefix (DISCOVERY_MIN_CELL_DEG).
+    sections = {cls.__name__: cls for cls in (Settings, DiscoverySettings, PhaseSettings)}
+    section = sections.get(exc.title)
+    prefix = str(section.model_config.get("env_prefix") or "") if section else ""
+    name = (prefix + str(problem["loc"][0])).upper() if problem["loc"] else "settings"
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    return f"invalid {name}: {message}"

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -486,3 +487,24 @@ async def test_news_sources_named_after_a_purged_listing_are_renamed(world: Worl
     assert names[world.ids["ChIJ-closed"]] == "closed.example"  # its site's host
     assert names[world.ids["ChIJ-ancient"]] == "The Ancient Gazette"  # not Google's name
     assert names[world.ids["ChIJ-aging"]] == "aging"  # its listing is not expired
+
+
+def test_the_worker_refuses_keep_unacknowledged_in_one_line(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PLACES_CONTENT_POLICY": "keep",
+        "PLACES_CONTENT_POLICY_ACKNOWLEDGED": "false",
+    }
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "worker.py")],
+        cwd=tmp_path,  # no .env here
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: invalid settings: PLACES_CONTENT_POLICY=keep")
+    assert "PLACES_CONTENT_POLICY_ACKNOWLEDGED=true" in result.stderr
