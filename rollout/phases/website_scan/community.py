@@ -106,7 +106,9 @@ async def save_outcomes(
                 "found": clean_json(o.found),
                 "error": clean_text(o.error) if o.error else None,
             }
-            for business_id, o in outcomes
+            # In business id order: two communities saving businesses they share lock the
+            # rows in one order, instead of deadlocking on each other's.
+            for business_id, o in sorted(outcomes, key=lambda outcome: outcome[0])
         ],
     )
 
