@@ -65,6 +65,9 @@ class RetentionRun(Payload):
 
     as_of: AwareDatetime | None = None
     carry: RetentionCarry | None = None
+    # Continue-as-new once the history has this many events (a test hook; the server's
+    # suggestion applies regardless).
+    continue_as_new_after_events: int | None = Field(default=None, ge=10)
 
 
 class RetentionPurge(Payload):

@@ -133,20 +133,24 @@ class PlacesRetentionWorkflow:
                 if stage == "purge":
                     next_after = await self._purge_page(as_of, after)
                 else:
-                    next_after = await self._request_page(stage, as_of, after)
+                    next_after = await self._request_page(
+                        stage, as_of, after, inp.continue_as_new_after_events
+                    )
                 if next_after is None:
                     break
                 after = next_after
-                if should_continue_as_new(None):
+                if should_continue_as_new(inp.continue_as_new_after_events):
                     workflow.continue_as_new(
                         RetentionRun(
                             carry=RetentionCarry(
-                                setup=setup,
+                                # A budget raised by `resume` goes on with the run.
+                                setup=setup.model_copy(update={"budget_usd": self._budget}),
                                 as_of=as_of,
                                 stage=stage,
                                 after_business_id=after,
                                 counts=counts,
-                            )
+                            ),
+                            continue_as_new_after_events=inp.continue_as_new_after_events,
                         )
                     )
         self._stage = "recheck"
@@ -198,9 +202,12 @@ class PlacesRetentionWorkflow:
         self._counts.purged += page.purged
         return page.next_after_id
 
-    async def _request_page(self, stage: RetentionStage, as_of: datetime, after: int) -> int | None:
+    async def _request_page(
+        self, stage: RetentionStage, as_of: datetime, after: int, hand_over_at: int | None
+    ) -> int | None:
         """Requests for the next page of businesses due; the cursor after it, or None when
-        the stage is done (or ended on its budget)."""
+        the stage is done (or ended on its budget). A history long enough to continue-as-new
+        stops the page early and returns its own start, `after`."""
         counts, setup = self._counts, self._setup
         assert counts is not None
         assert setup is not None
@@ -228,7 +235,12 @@ class PlacesRetentionWorkflow:
 
         self._in_flight = 0
         while True:
-            await run_pool(more, take, at_once=REQUESTS_AT_ONCE, continue_as_new_after=None)
+            if await run_pool(
+                more, take, at_once=REQUESTS_AT_ONCE, continue_as_new_after=hand_over_at
+            ):
+                # The history is long: hand over from this page's start. What was done is
+                # no longer due, so the next run lists only what is left.
+                return after
             if not queue:
                 break
             # The budget stops the refreshes: pause until resumed with a higher one.

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
@@ -30,18 +30,23 @@ from tests.support.rollout_harness import (
     rollout_env,  # noqa: F401 - fixture
 )
 from worker import WORKFLOWS, sandbox_runner
-from workflows.retention import PlacesRetentionWorkflow
+from workflows.retention import REQUESTS_AT_ONCE, PlacesRetentionWorkflow
 
 pytestmark = pytest.mark.integration
 
 
 async def dover_places(env: RolloutEnv, count: int) -> list[dict[str, Any]]:
-    """`count` of the emulator's Dover businesses with an address (not service-area)."""
+    """`count` of the emulator's open Dover businesses with an address (a refresh of a
+    closed one closes it; a service-area one has no address)."""
     dover = await env.scalar(
         "SELECT id FROM communities WHERE state_code = 'DE' AND name = 'Dover'"
     )
     world = env.emulator.get("/sim/world", community_id=dover)
-    found = [b for b in world["businesses"] if b["formatted_address"]]
+    found = [
+        b
+        for b in world["businesses"]
+        if b["formatted_address"] and b["business_status"] == "OPERATIONAL"
+    ]
     assert len(found) >= count
     return found[:count]
 
@@ -75,10 +80,12 @@ async def add_business(
     return business_id
 
 
-async def start_run(env: RolloutEnv) -> WorkflowHandle[Any, RetentionCounts]:
+async def start_run(
+    env: RolloutEnv, run: RetentionRun | None = None
+) -> WorkflowHandle[Any, RetentionCounts]:
     return await env.client.start_workflow(
         PlacesRetentionWorkflow.run,
-        RetentionRun(),
+        run or RetentionRun(),
         id=f"places-retention-test-{uuid.uuid4().hex[:8]}",
         task_queue=ROLLOUT_TASK_QUEUE,
     )
@@ -202,3 +209,29 @@ async def test_a_run_pauses_on_its_budget_until_resumed(rollout_env: RolloutEnv)
     if os.environ.get("RECORD_HISTORIES") == "1":
         path = Path(__file__).parent / "histories" / "PlacesRetentionWorkflow__refresh-paused.json"
         path.write_text(json.dumps({"workflow_id": run.id, "history": history.to_json_dict()}))
+
+
+async def test_a_long_run_continues_as_new_without_losing_count(rollout_env: RolloutEnv) -> None:  # noqa: F811
+    """Tiny histories (40 events) hand over in the middle of a page of refreshes: every
+    business is dealt with once, the counts add up across the runs, nothing is bought
+    twice."""
+    env = rollout_env
+    env.stop_worker(signal.SIGTERM)
+    env.start_worker(PLACES_CONTENT_POLICY="refresh")
+    # More refreshes than run at once, so a run hands over with some still to start.
+    places = await dover_places(env, REQUESTS_AT_ONCE + 14)
+    for place in places[: REQUESTS_AT_ONCE + 10]:
+        await add_business(env, place, 27)
+    for place in places[REQUESTS_AT_ONCE + 10 :]:
+        await add_business(env, place, 35)
+
+    run = await start_run(env, RetentionRun(continue_as_new_after_events=40))
+    counts = await asyncio.wait_for(run.result(), timeout=180)
+    refreshes = REQUESTS_AT_ONCE + 10
+    assert (counts.refreshed, counts.purged, counts.failed) == (refreshes, 4, 0)
+    assert counts.requests == refreshes
+    first = env.client.get_workflow_handle(run.id, run_id=run.first_execution_run_id)
+    assert (await first.describe()).status is WorkflowExecutionStatus.CONTINUED_AS_NEW
+    last = await env.client.get_workflow_handle(run.id).describe()
+    assert last.run_id != run.first_execution_run_id
+    assert await usage(env) == bill(env) == (refreshes, counts.cost_usd)
