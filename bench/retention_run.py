@@ -7,8 +7,8 @@ Starts its own Postgres, Temporal dev server, Places emulator and one `python wo
 with PLACES_CONTENT_POLICY=refresh, rolls the state out (the demo category list unless
 --full-categories), then moves the clock by ageing the rows: a third of the businesses
 fetched 27 days ago (due a refresh), a third 31 days ago (past Google's 30: purged), a
-third 10 days ago (untouched), and one in ten of all first seen 400 days ago (its place id
-due a re-check once its content is dealt with). --churn of the refreshes and re-checks
+third 10 days ago (untouched), and one in ten of all fetched 400 days ago (purged, then its
+place id due a re-check). --churn of the refreshes and re-checks
 find their place gone (404) or moved (the emulator's gone_places / moved_places).
 
 One PlacesRetentionWorkflow then runs as the schedule would. Its `progress` query is polled
@@ -61,10 +61,15 @@ UPDATE businesses SET
                        THEN now() - make_interval(days => CASE id % 3 WHEN 0 THEN 27
                                                                       WHEN 1 THEN 31 ELSE 10 END)
                   END,
-    first_seen_at = CASE WHEN id % 10 = 7 THEN now() - interval '400 days'
-                         ELSE now() - make_interval(days => CASE id % 3 WHEN 0 THEN 27
-                                                                      WHEN 1 THEN 31 ELSE 10 END)
-                    END
+    first_seen_at = now() - make_interval(days => CASE id % 3 WHEN 0 THEN 27
+                                                            WHEN 1 THEN 31 ELSE 10 END)
+;
+-- One in ten not fetched for 400 days: purged, then its place id re-checked.
+UPDATE businesses SET places_fetched_at = now() - interval '400 days',
+                      first_seen_at = now() - interval '400 days',
+                      enriched_at = CASE WHEN enriched_at IS NOT NULL
+                                         THEN now() - interval '400 days' END
+WHERE id % 10 = 7
 """
 
 
@@ -171,7 +176,8 @@ async def run(args: argparse.Namespace) -> Outcome:
             engine = create_engine(stack.database_url)
             try:
                 async with engine.begin() as conn:
-                    await conn.execute(text(AGEING))
+                    for statement in AGEING.split(";"):
+                        await conn.execute(text(statement))
                     businesses = int(
                         (await conn.execute(text("SELECT count(*) FROM businesses"))).scalar_one()
                     )
@@ -237,16 +243,21 @@ async def _retention(client: Client, businesses: int) -> Outcome:
             if not stages or stages[-1].name != name:
                 if stages:
                     stages[-1].ended = now
+                # The first stage counts from the run's start (it may be under way, or
+                # over, by the first answer).
+                first = not stages
                 stages.append(
-                    Stage(name, now, requests_at_start=requests, cost_at_start=cost,
-                          rows_at_start=_rows_done(name, progress))
+                    Stage(name, started if first else now,
+                          requests_at_start=0 if first else requests,
+                          cost_at_start=Decimal(0) if first else cost,
+                          rows_at_start=0 if first else _rows_done(name, progress))
                 )  # fmt: skip
             current = stages[-1]
             current.rows = _rows_done(name, progress) - current.rows_at_start
             current.requests = requests - current.requests_at_start
             current.cost = cost - current.cost_at_start
         try:
-            result = await asyncio.wait_for(handle.result(), 0.5)
+            result = await asyncio.wait_for(handle.result(), 0.2)
         except TimeoutError:
             continue
     wall = time.monotonic() - started

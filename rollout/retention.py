@@ -47,7 +47,7 @@ purge. A business's state is its community's (a linked region's when the communi
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -385,26 +385,33 @@ async def purge_expired_by_state(
 
 @dataclass(frozen=True, slots=True)
 class PurgedPage:
-    """One page of a paged purge: the businesses it changed, and where the next page starts
-    (None: this was the last)."""
+    """One page of a paged purge: the businesses it changed, how many per state, and where
+    the next page starts (None: this was the last)."""
 
     business_ids: tuple[int, ...]
     next_after_id: int | None
+    states: dict[str | None, int] = field(default_factory=dict)
 
 
 async def purge_expired_page(
-    session: AsyncSession, as_of: dt.datetime, *, after_business_id: int, limit: int
+    session: AsyncSession,
+    as_of: dt.datetime,
+    *,
+    after_business_id: int,
+    limit: int,
+    state: str | None = None,
 ) -> PurgedPage:
     """purge_expired_by_state over the next `limit` businesses with expired content above
-    `after_business_id` (in id order), locked against a concurrent run: short transactions
-    on a large table, each business's purge committed with what it sends the platforms."""
+    `after_business_id` (in id order; only `state`'s when given), locked against a
+    concurrent run: short transactions on a large table, each business's purge committed
+    with what it sends the platforms."""
     as_of = _aware(as_of)
     listing = _listing_older(as_of, CONTENT_DAYS)
     enrichment = _enrichment_older(as_of, CONTENT_DAYS)
     page = list(
         await session.scalars(
             select(Business.id)
-            .where(or_(listing, enrichment), Business.id > after_business_id)
+            .where(or_(listing, enrichment), Business.id > after_business_id, _in_state(state))
             .order_by(Business.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -414,10 +421,14 @@ async def purge_expired_page(
         return PurgedPage((), None)
     await _rename_news_sources(session, as_of, Business.id.in_(page))
     result = await session.execute(
-        _purge_statement(as_of, Business.id.in_(page)).returning(Business.id)
+        _purge_statement(as_of, Business.id.in_(page)).returning(Business.id, _state())
     )
-    purged = tuple(sorted(result.scalars()))
-    return PurgedPage(purged, page[-1] if len(page) == limit else None)
+    purged: list[int] = []
+    states: dict[str | None, int] = {}
+    for business_id, code in result:
+        purged.append(business_id)
+        states[code] = states.get(code, 0) + 1
+    return PurgedPage(tuple(sorted(purged)), page[-1] if len(page) == limit else None, states)
 
 
 async def purge_expired(
