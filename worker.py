@@ -8,8 +8,9 @@
   PLACES_QPM / 60 per second (see PLACES_QUOTA_SHARE), so any number of workers holds the
   quota.
 
-At start it creates the `places-retention` schedule (daily PlacesRetentionWorkflow) unless
-it exists; one with another spec or action is updated, paused or not as the operator left it.
+At start it creates the `places-retention` schedule (daily PlacesRetentionWorkflow) and the
+`outbox-relay` schedule (OutboxRelayWorkflow every minute) unless they exist; one with
+another spec or action is updated, paused or not as the operator left it.
 
 SIGINT / SIGTERM stop polling, let running activities finish (graceful shutdown), exit 0.
 """
@@ -55,12 +56,15 @@ from activities.discovery import DiscoveryActivities
 from activities.enrichment import EnrichmentActivities
 from activities.news_sources import NewsSourceActivities
 from activities.outages import OutageInterceptor, ServiceProbeActivities
+from activities.outbox_relay import OutboxRelayActivities
 from activities.records import RolloutRecordActivities
 from activities.retention import RetentionActivities, RetentionRun
 from activities.seeding import SeedingActivities
 from activities.verification import VerificationActivities
 from activities.website_scan import WebsiteScanActivities
 from rollout.contract import (
+    OUTBOX_RELAY_RUN_ID_PREFIX,
+    OUTBOX_RELAY_SCHEDULE_ID,
     PLACES_TASK_QUEUE,
     RETENTION_RUN_ID_PREFIX,
     RETENTION_SCHEDULE_ID,
@@ -71,6 +75,7 @@ from rollout.db.session import create_engine, session_factory
 from rollout.db.usage_spool import UsageSpool, flush_forever
 from rollout.logsetup import configure_logging
 from rollout.phase_settings import PhaseSettings
+from rollout.phases.seeding.payloads import RelayRun
 from rollout.phases.website_scan.fetcher import WebFetcher
 from rollout.places.client import PlacesClient
 from rollout.retention import CONTENT_DAYS
@@ -84,6 +89,7 @@ from workflows import (
     CommunityDiscoveryWorkflow,
     CommunityEnrichmentWorkflow,
     CommunityRolloutWorkflow,
+    OutboxRelayWorkflow,
     PlacesRetentionWorkflow,
     StateRolloutWorkflow,
 )
@@ -96,6 +102,7 @@ WORKFLOWS = [
     CommunityDiscoveryWorkflow,
     CommunityEnrichmentWorkflow,
     PlacesRetentionWorkflow,
+    OutboxRelayWorkflow,
 ]
 GRACEFUL_SHUTDOWN = timedelta(seconds=WORKER_GRACEFUL_SHUTDOWN_S)
 
@@ -192,16 +199,41 @@ def _schedule_shape(schedule: Schedule) -> tuple[object, ...]:
     )
 
 
-async def ensure_retention_schedule(client: Client) -> str:
-    """Create the `places-retention` schedule, or bring an existing one to this worker's
-    spec and action; safe with any number of workers starting at once. Returns what it did:
-    created, updated or unchanged."""
-    wanted = retention_schedule()
+# The outbox relay: every minute, so an event waits about a minute at most once its
+# backoff is over. A missed run is not made up (the next one delivers all it would have).
+OUTBOX_RELAY_EVERY = timedelta(minutes=1)
+# A run ends after RelayRun.max_batches; one stuck longer than this is ended, so it cannot
+# hold back (SKIP) the runs after it.
+OUTBOX_RELAY_RUN_TIMEOUT = timedelta(hours=1)
+
+
+def relay_schedule() -> Schedule:
+    """The `outbox-relay` schedule: OutboxRelayWorkflow every minute on `rollout`, a run
+    skipped while the previous one still runs."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            OutboxRelayWorkflow.run,
+            RelayRun(),
+            id=OUTBOX_RELAY_RUN_ID_PREFIX,
+            task_queue=ROLLOUT_TASK_QUEUE,
+            execution_timeout=OUTBOX_RELAY_RUN_TIMEOUT,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=OUTBOX_RELAY_EVERY)]),
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP, catchup_window=OUTBOX_RELAY_EVERY
+        ),
+    )
+
+
+async def ensure_schedule(client: Client, schedule_id: str, wanted: Schedule) -> str:
+    """Create the schedule, or bring an existing one to `wanted`'s spec and action; safe
+    with any number of workers starting at once. Returns what it did: created, updated or
+    unchanged."""
     try:
-        await client.create_schedule(RETENTION_SCHEDULE_ID, wanted)
-        outcome = "created"
+        await client.create_schedule(schedule_id, wanted)
+        return "created"
     except ScheduleAlreadyRunningError:
-        handle = client.get_schedule_handle(RETENTION_SCHEDULE_ID)
+        handle = client.get_schedule_handle(schedule_id)
         outcome = "unchanged"
 
         def update(current: ScheduleUpdateInput) -> ScheduleUpdate | None:
@@ -214,12 +246,31 @@ async def ensure_retention_schedule(client: Client) -> str:
             return ScheduleUpdate(schedule=dataclasses.replace(wanted, state=existing.state))
 
         await handle.update(update)
+        return outcome
+
+
+async def ensure_retention_schedule(client: Client) -> str:
+    """The `places-retention` schedule, created or brought to this worker's spec."""
+    outcome = await ensure_schedule(client, RETENTION_SCHEDULE_ID, retention_schedule())
     log.info(
         "schedule %s %s: %s daily at %02d:00 UTC",
         RETENTION_SCHEDULE_ID,
         outcome,
         WorkflowType.PLACES_RETENTION.value,
         RETENTION_HOUR_UTC,
+    )
+    return outcome
+
+
+async def ensure_relay_schedule(client: Client) -> str:
+    """The `outbox-relay` schedule, created or brought to this worker's spec."""
+    outcome = await ensure_schedule(client, OUTBOX_RELAY_SCHEDULE_ID, relay_schedule())
+    log.info(
+        "schedule %s %s: %s every %s",
+        OUTBOX_RELAY_SCHEDULE_ID,
+        outcome,
+        WorkflowType.OUTBOX_RELAY.value,
+        OUTBOX_RELAY_EVERY,
     )
     return outcome
 
@@ -297,6 +348,7 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
         budget_usd=settings.retention_budget_usd,
         atmosphere=settings.discovery.atmosphere,
     )
+    relay = OutboxRelayActivities(res.sessions, res.phase_settings, res.seeding.http)
     rollout_worker = Worker(
         client,
         task_queue=ROLLOUT_TASK_QUEUE,
@@ -325,6 +377,7 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
             retention.retention_begin,
             retention.retention_purge_page,
             retention.retention_due,
+            relay.relay_batch,
         ],
         workflow_runner=sandbox_runner(),
         # Eager execution would bypass task-queue rate limits; keep every activity on
@@ -404,6 +457,7 @@ async def main(settings: Settings) -> int:
         sys.stderr.write(f"error: cannot reach Temporal at {settings.temporal_address}: {exc}\n")
         return 1
     await ensure_retention_schedule(client)
+    await ensure_relay_schedule(client)
     log_content_policy(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,13 +10,14 @@ from activities.heartbeat import Heartbeater
 from rollout.db.records import mark_phase
 from rollout.payloads import PhaseInput, PhaseResult
 from rollout.phase_settings import PhaseSettings
+from rollout.phases.seeding.events import sync_business_events
 from rollout.phases.seeding.outbox import (
-    DeliveryCounts,
-    WebhookDelivery,
     build_outbox,
     outbox_status_counts,
+    retired_businesses,
     upsert_outbox,
 )
+from rollout.phases.seeding.webhooks import DeliveryCounts, WebhookDelivery
 from rollout.status import Phase, PhaseStatus
 
 
@@ -57,6 +58,11 @@ class SeedingActivities:
         async with self.sessions.begin() as session:
             items = await build_outbox(session, inp.community_id, cr_id)
             seeded = await upsert_outbox(session, items, cr_id)
+            # Closed and purged businesses are not rebuilt: their rows get tombstones,
+            # which the relay delivers.
+            retired = await sync_business_events(
+                session, await retired_businesses(session, inp.community_id)
+            )
             if not webhooks:
                 # Nothing to deliver: the outbox rows and the phase's completion commit
                 # together, and the platforms pull their pending rows.
@@ -79,6 +85,7 @@ class SeedingActivities:
             "outbox_rows": seeded.outbox_rows,
             "outbox_created": seeded.outbox_created,
             "outbox_changed": seeded.outbox_changed,
+            "outbox_tombstones": retired.tombstones,
             "delivered_now": delivered.delivered,
             "outbox_pending": status.get("pending", 0),
             "outbox_delivered": status.get("delivered", 0),

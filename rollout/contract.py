@@ -39,6 +39,10 @@ def enrichment_workflow_id(community_workflow_id: str) -> str:
 # RETENTION_RUN_ID_PREFIX followed by the time the schedule started it.
 RETENTION_SCHEDULE_ID = "places-retention"
 RETENTION_RUN_ID_PREFIX = "places-retention-run"
+# OutboxRelayWorkflow every minute (the outbox rows due for delivery); each run's id is
+# OUTBOX_RELAY_RUN_ID_PREFIX followed by the time the schedule started it.
+OUTBOX_RELAY_SCHEDULE_ID = "outbox-relay"
+OUTBOX_RELAY_RUN_ID_PREFIX = "outbox-relay-run"
 
 
 # -- workflow types, signals, queries ----------------------------------------------------
@@ -48,6 +52,7 @@ class WorkflowType(StrEnum):
     COMMUNITY_DISCOVERY = "CommunityDiscoveryWorkflow"
     COMMUNITY_ENRICHMENT = "CommunityEnrichmentWorkflow"
     PLACES_RETENTION = "PlacesRetentionWorkflow"
+    OUTBOX_RELAY = "OutboxRelayWorkflow"
 
 
 class Signal(StrEnum):

@@ -6,6 +6,7 @@ Everything they exchange with activities is a small DTO from rollout.payloads.
 from workflows.community_rollout import CommunityRolloutWorkflow
 from workflows.discovery import CommunityDiscoveryWorkflow
 from workflows.enrichment import CommunityEnrichmentWorkflow
+from workflows.outbox_relay import OutboxRelayWorkflow
 from workflows.retention import PlacesRetentionWorkflow
 from workflows.state_rollout import StateRolloutWorkflow
 
@@ -13,6 +14,7 @@ __all__ = [
     "CommunityDiscoveryWorkflow",
     "CommunityEnrichmentWorkflow",
     "CommunityRolloutWorkflow",
+    "OutboxRelayWorkflow",
     "PlacesRetentionWorkflow",
     "StateRolloutWorkflow",
 ]

@@ -499,10 +499,26 @@ class PlatformOutbox(TimestampMixin, Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[dt.datetime | None]
+    # What the payload is: the entity as it stands (`upsert`) or its end (`tombstone`:
+    # closed, moved, not found, or its Google content purged).
+    event: Mapped[str] = mapped_column(String(16), server_default="upsert")
+    # Raised by one each time the payload changes: receivers apply an entity's events in
+    # version order, and "<id>.<version>" is the event id they de-duplicate on.
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    # Backoff: the relay leaves an undelivered row alone until then (NULL: due now).
+    next_attempt_at: Mapped[dt.datetime | None]
+    # A lease: a sender holds the row until then, so two senders do not post it at once.
+    claimed_until: Mapped[dt.datetime | None]
 
     __table_args__ = (
         UniqueConstraint("platform", "entity_type", "entity_id"),
         Index("ix_platform_outbox_pending", "platform", "status"),
+        Index(
+            "ix_platform_outbox_due",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'failed')"),
+        ),
         CheckConstraint(_in("platform", Platform), name="platform_word"),
         CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status_word"),
+        CheckConstraint("event IN ('upsert', 'tombstone')", name="event_word"),
     )

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -27,22 +23,10 @@ from rollout.db.models import (
     WebsiteScan,
 )
 from rollout.phase_settings import PhaseSettings
-from rollout.phases.seeding.outbox import (
-    DELIVERY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    sign,
-    verify_signature,
-)
+from rollout.phases.seeding.webhooks import sign, verify_signature
 from rollout.status import Platform
-from tests.support.phase_fixtures import (
-    Request,
-    Seeded,
-    SiteServer,
-    add_business,
-    head,
-    seed_rollout,
-)
+from tests.support.phase_fixtures import Seeded, add_business, seed_rollout
+from tests.support.platform_receiver import PlatformReceiver, platform_receiver
 
 SECRET = "webhook-secret-for-tests"
 
@@ -147,65 +131,27 @@ async def test_phase6_outbox_without_webhooks_is_idempotent(engine: AsyncEngine)
     assert (phase.phase, phase.status) == (6, "completed")
 
 
-class Receiver:
-    """Webhook endpoints: /dtg fails once per delivery then accepts, /crm accepts, /gec
-    rejects (400), /alpha is down (503). Every request's signature is checked."""
-
-    def __init__(self, server: SiteServer) -> None:
-        self.server = server
-        self.accepted: list[dict[str, Any]] = []
-        self.bad_signatures = 0
-        self.seen: Counter[str] = Counter()
-        for path, behaviour in (
-            ("/dtg", "flaky"),
-            ("/crm", "ok"),
-            ("/gec", "reject"),
-            ("/alpha", "down"),
-        ):
-            server.route(path, self._handler(behaviour))
-
-    def _handler(self, behaviour: str) -> Any:
-        async def handler(request: Request, writer: asyncio.StreamWriter) -> None:
-            if not verify_signature(
-                SECRET.encode(),
-                request.headers.get(TIMESTAMP_HEADER.lower(), ""),
-                request.body,
-                request.headers.get(SIGNATURE_HEADER.lower(), ""),
-            ):
-                self.bad_signatures += 1
-                writer.write(head(401, {}, 0))
-                return
-            delivery = request.headers[DELIVERY_HEADER.lower()]
-            self.seen[delivery] += 1
-            status = {"ok": 200, "reject": 400, "down": 503}.get(behaviour, 200)
-            if behaviour == "flaky" and self.seen[delivery] == 1:
-                status = 503
-            if status == 200:
-                self.accepted.append(json.loads(request.body))
-            writer.write(head(status, {}, 0))
-
-        return handler
-
-
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with SiteServer() as server:
-        yield Receiver(server)
+async def receiver() -> AsyncIterator[PlatformReceiver]:
+    """DowntownGuide fails once per event then accepts, the CRM accepts, GoEventCity
+    rejects (400), AlphaSite is down (503)."""
+    async with platform_receiver(SECRET) as running:
+        running.behaviour |= {
+            "downtownguide": "flaky",
+            "crm": "ok",
+            "goeventcity": "reject",
+            "alphasite": "down",
+        }
+        yield running
 
 
 async def test_phase6_delivers_signed_webhooks_with_retries(
-    engine: AsyncEngine, receiver: Receiver
+    engine: AsyncEngine, receiver: PlatformReceiver
 ) -> None:
     seeded = await seed_rollout(engine)
     ids = await _seed(seeded)
-    u = receiver.server.url
     settings = PhaseSettings(
-        platform_webhook_urls={
-            "downtownguide": u("/dtg"),
-            "crm": u("/crm"),
-            "goeventcity": u("/gec"),
-            "alphasite": u("/alpha"),
-        },
+        platform_webhook_urls=receiver.urls(),
         platform_webhook_secret=SecretStr(SECRET),
         platform_webhook_attempts_per_run=2,
         platform_webhook_max_attempts=3,
@@ -222,7 +168,7 @@ async def test_phase6_delivers_signed_webhooks_with_retries(
 
         assert receiver.bad_signatures == 0
         # DowntownGuide: each delivery failed once (503) and was retried; CRM at once.
-        assert sorted((a["platform"], a["entity_id"]) for a in receiver.accepted) == sorted(
+        assert sorted((a["platform"], a["entity_id"]) for a in receiver.applied) == sorted(
             [("downtownguide", ids["shop"]), ("downtownguide", ids["quiet"]), ("crm", ids["shop"])]
         )
         assert first.counts["delivered_now"] == 3
@@ -253,7 +199,7 @@ async def test_phase6_delivers_signed_webhooks_with_retries(
         third = await env.run(acts.seed_platforms, seeded.phase_input())
         assert third.counts["outbox_changed"] == 3  # listing, page and contact of the shop
         assert third.counts["delivered_now"] == 2  # DowntownGuide and CRM accept it
-        assert [a["payload"]["phone"] for a in receiver.accepted[-2:]] == ["(302) 555-0199"] * 2
+        assert [a["payload"]["phone"] for a in receiver.applied[-2:]] == ["(302) 555-0199"] * 2
     finally:
         await acts.aclose()
 
