@@ -2,8 +2,9 @@
 
 A change that makes the workflows non-deterministic for histories already running in
 production fails here. The histories are recorded from a real rollout by
-`RECORD_HISTORIES=1 ./scripts/test -k "full_rollout or retention_schedule"`
-(tests/workflows/test_rollout_live.py, tests/workflows/test_retention_schedule.py);
+`RECORD_HISTORIES=1 ./scripts/test -k "full_rollout or retention_schedule or outage"`
+(tests/workflows/test_rollout_live.py, tests/workflows/test_retention_schedule.py,
+tests/phases/seeding/test_relay.py);
 re-record them only together with a deliberate, versioned workflow change (see "Patches"
 in docs/architecture.md).
 """
@@ -31,6 +32,7 @@ def test_histories_are_recorded() -> None:
         "CommunityDiscoveryWorkflow",
         "CommunityEnrichmentWorkflow",
         "PlacesRetentionWorkflow",
+        "OutboxRelayWorkflow",
     }
 
 
