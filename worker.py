@@ -75,6 +75,7 @@ from rollout.db.session import create_engine, session_factory
 from rollout.db.usage_spool import UsageSpool, flush_forever
 from rollout.logsetup import configure_logging
 from rollout.phase_settings import PhaseSettings
+from rollout.phases.seeding.events import sync_business_events
 from rollout.phases.seeding.payloads import RelayRun
 from rollout.phases.website_scan.fetcher import WebFetcher
 from rollout.places.client import PlacesClient
@@ -347,6 +348,7 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
         billing=res.billing,
         budget_usd=settings.retention_budget_usd,
         atmosphere=settings.discovery.atmosphere,
+        on_changed=sync_business_events,
     )
     relay = OutboxRelayActivities(res.sessions, res.phase_settings, res.seeding.http)
     rollout_worker = Worker(
