@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rollout.db.models import Business, Community, NewsSource, PlatformOutbox
@@ -74,29 +74,29 @@ def tombstone(platform: str, place_id: str, reason: str, moved_to: str | None) -
 async def _rows(session: AsyncSession, business_ids: Sequence[int]) -> list[_Row]:
     """The outbox rows of these businesses: their own, and their news sources'."""
     t = PlatformOutbox
-    source_owner = (
-        select(NewsSource.business_id)
+    owner = case(
+        (t.entity_type == "business", t.entity_id),
+        else_=select(NewsSource.business_id)
         .where(NewsSource.id == t.entity_id)
         .correlate(t)
-        .scalar_subquery()
+        .scalar_subquery(),
     )
     rows = await session.execute(
-        select(t.platform, t.entity_type, t.entity_id, t.community_rollout_id, source_owner)
+        select(t.platform, t.entity_type, t.entity_id, owner, t.community_rollout_id)
         .where(
             or_(
-                (t.entity_type == "business") & t.entity_id.in_(business_ids),
-                (t.entity_type == "news_source")
-                & t.entity_id.in_(
-                    select(NewsSource.id).where(NewsSource.business_id.in_(business_ids))
+                and_(t.entity_type == "business", t.entity_id.in_(business_ids)),
+                and_(
+                    t.entity_type == "news_source",
+                    t.entity_id.in_(
+                        select(NewsSource.id).where(NewsSource.business_id.in_(business_ids))
+                    ),
                 ),
             )
         )
         .order_by(t.id)
     )
-    return [
-        _Row(platform, kind, entity_id, entity_id if kind == "business" else owner_id, cr_id)
-        for platform, kind, entity_id, cr_id, owner_id in rows
-    ]
+    return [_Row(*row) for row in rows]
 
 
 async def sync_business_events(session: AsyncSession, business_ids: Sequence[int]) -> EventCounts:
