@@ -127,10 +127,13 @@ async def test_relay_redelivers_after_an_outage_and_applies_each_event_once(
         platform_receiver(SECRET) as receiver,
         relay(stack, seeded, webhook_settings(receiver)) as (client, queue),
     ):
-        # The platforms are down: every row is tried once, then backs off.
+        # The platforms are down: every row is tried once, then backs off. (Two batches
+        # take the eight rows never tried, which come first; a third could find the first
+        # batch's rows due again already.)
         receiver.outage = True
-        counts, outage_run = await run_relay(client, queue)
-        assert counts == RelayCounts(batches=3, claimed=8, retrying=8)
+        one_pass = QUICK.model_copy(update={"max_batches": 2})
+        counts, outage_run = await run_relay(client, queue, one_pass)
+        assert counts == RelayCounts(batches=2, claimed=8, retrying=8)
         backing_off = await outbox(seeded)
         assert {(r.status, r.attempts) for r in backing_off.values()} == {("pending", 1)}
         assert all(r.next_attempt_at is not None for r in backing_off.values())
