@@ -34,11 +34,12 @@ class OutboxRelayActivities:
         )
         if counts.retrying or counts.failed:
             activity.logger.warning(
-                "outbox relay: %d of %d rows not delivered (%d to retry, %d failed)",
+                "outbox relay: %d of %d rows not delivered (%d to retry, %d failed), e.g. %s",
                 counts.retrying + counts.failed,
                 counts.claimed,
                 counts.retrying,
                 counts.failed,
+                counts.sample_error,
             )
         return RelayBatchCounts(
             claimed=counts.claimed,

@@ -36,6 +36,8 @@ class BatchCounts:
     delivered: int = 0
     retrying: int = 0
     failed: int = 0
+    # One of the batch's errors, for the log (a batch during an outage has hundreds).
+    sample_error: str | None = None
 
 
 async def claim_due(session: AsyncSession, platforms: list[str], limit: int) -> list[Claim]:
@@ -95,10 +97,12 @@ async def deliver_due(
             max_attempts=settings.platform_webhook_max_attempts,
             backoff=backoff,
             counts=counts,
+            log_each=False,
         )
     return BatchCounts(
         claimed=len(batch),
         delivered=counts.delivered,
         retrying=counts.still_pending,
         failed=counts.failed,
+        sample_error=next((o.error for o in outcomes if o.error is not None), None),
     )

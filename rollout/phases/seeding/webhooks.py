@@ -229,9 +229,11 @@ async def record_outcomes(
     max_attempts: int,
     backoff: Backoff,
     counts: DeliveryCounts,
+    log_each: bool = True,
 ) -> None:
     """Write the outcomes of posted rows and release their claims. An outcome counts only
-    for the version that was posted (a row changed meanwhile is pending at a newer one)."""
+    for the version that was posted (a row changed meanwhile is pending at a newer one).
+    `log_each`: a warning per row not delivered (a caller of large batches sums them up)."""
     if not outcomes:
         return
     table = cast(Table, PlatformOutbox.__table__)
@@ -282,7 +284,7 @@ async def record_outcomes(
         )
         .values(claimed_until=None)
     )
-    for o in outcomes:
+    for o in outcomes if log_each else ():
         if o.error is not None:
             log.warning("delivery %s to %s: %s", o.claim.event_id, o.claim.platform, o.error)
 
