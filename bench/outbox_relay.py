@@ -21,6 +21,8 @@ receiver answering 503 to everything: the first relay run backs every row off (1
 
 Checked after every run, from the database and the receiver: every row delivered at its
 version, every event id applied exactly once (none lost, none twice), no bad signature.
+Also printed: the worker's and the receiver's CPU time per event (utime + stime), which
+say where the time goes on a small machine.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -74,6 +77,13 @@ class Run:
         return f"{self.batch}x{self.concurrency}" + (" after outage" if self.outage else "")
 
 
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process, from /proc (its name may hold spaces: split after ')')."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    rest = raw[raw.rindex(")") + 2 :].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     run: Run
@@ -88,6 +98,8 @@ class Result:
     duplicates: int
     bad_signatures: int
     history_events: int
+    worker_cpu_s: float
+    receiver_cpu_s: float
 
 
 def listing(i: int) -> dict[str, object]:
@@ -190,7 +202,9 @@ async def measure(
             counts, _ = await relay_once(client, passes)
             assert counts.retrying == events, counts
             receiver.outage = False
+        assert worker.pid is not None
         started = time.monotonic()
+        worker_cpu, receiver_cpu = cpu_s(worker.pid), time.process_time()
         while True:
             counts, length = await relay_once(client, inp)
             relay_runs += 1
@@ -201,6 +215,8 @@ async def measure(
                 break
             await asyncio.sleep(0.2)  # rows backing off: the next run takes them when due
         wall = time.monotonic() - started
+        worker_cpu = cpu_s(worker.pid) - worker_cpu
+        receiver_cpu = time.process_time() - receiver_cpu
     finally:
         await asyncio.to_thread(worker.stop)
     applied = receiver.applications
@@ -217,6 +233,8 @@ async def measure(
         duplicates=receiver.duplicates,
         bad_signatures=receiver.bad_signatures,
         history_events=history,
+        worker_cpu_s=worker_cpu,
+        receiver_cpu_s=receiver_cpu,
     )
 
 
@@ -246,7 +264,7 @@ async def run(args: argparse.Namespace) -> None:
     for column in (
         "batch x concurrency", "wall", "events/s", "relay runs", "batches", "POSTs",
         "applied once", "applied twice", "lost", "repeats dropped", "bad signatures",
-        "largest history",
+        "largest history", "worker CPU/event", "receiver CPU/event",
     ):  # fmt: skip
         table.add_column(column, justify="right")
     for res in results:
@@ -263,11 +281,16 @@ async def run(args: argparse.Namespace) -> None:
             f"{res.duplicates}",
             f"{res.bad_signatures}",
             f"{res.history_events:,} events",
+            f"{res.worker_cpu_s / res.events * 1000:.2f} ms",
+            f"{res.receiver_cpu_s / res.events * 1000:.2f} ms",
         )
     console.print(table)
     console.print(
         "POSTs include the outage run's 503s; 'applied once' counts rows whose event id "
-        "(<id>.<version>) the receiver applied exactly once."
+        "(<id>.<version>) the receiver applied exactly once. CPU per event: the worker "
+        "process (claims, posts, outcomes, workflow tasks) and this process (the receiver: "
+        "a new connection per POST, signature check, JSON), over the measured time; "
+        f"{os.cpu_count()} CPUs."
     )
 
 
