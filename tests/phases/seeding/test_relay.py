@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,7 +31,15 @@ from rollout.phase_settings import PhaseSettings
 from rollout.phases.seeding.events import sync_business_events
 from rollout.phases.seeding.payloads import RelayCounts, RelayRun
 from rollout.phases.seeding.relay import claim_due
-from rollout.phases.seeding.webhooks import Claim, WebhookSender
+from rollout.phases.seeding.webhooks import (
+    DELIVERY_HEADER,
+    REPLAY_WINDOW_S,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Claim,
+    WebhookSender,
+    sign,
+)
 from tests.conftest import PROJECT_ROOT
 from tests.support.phase_fixtures import Seeded, add_business, seed_rollout
 from tests.support.platform_receiver import PlatformReceiver, platform_receiver
@@ -271,3 +280,31 @@ async def test_claims_are_disjoint_and_wait_for_their_backoff(engine: AsyncEngin
             update(PlatformOutbox).values(claimed_until=None, next_attempt_at=None)
         )
         assert {c.platform for c in await claim_due(session, ["crm"], 100)} == {"crm"}
+
+
+async def test_the_receiver_refuses_bad_signatures_and_replays() -> None:
+    """What every platform is asked to do, over real HTTP: a request signed with another
+    secret, or a captured one sent again outside the replay window, is refused (401) and
+    applies nothing."""
+    async with platform_receiver(SECRET) as receiver:
+        event = Claim(7, "crm", "business", 1, "upsert", 1, {"name": "x"}, 0)
+        body = event.body()
+        url = receiver.urls()["crm"]
+        now = int(time.time())
+
+        async def post(secret: str, stamp: int) -> int:
+            headers = {
+                SIGNATURE_HEADER: sign(secret.encode(), stamp, body),
+                TIMESTAMP_HEADER: str(stamp),
+                DELIVERY_HEADER: event.event_id,
+            }
+            async with httpx.AsyncClient() as http:
+                return (await http.post(url, content=body, headers=headers)).status_code
+
+        assert await post("another-secret", now) == 401
+        assert await post(SECRET, now - REPLAY_WINDOW_S - 60) == 401
+        assert await post(SECRET, now + REPLAY_WINDOW_S + 60) == 401
+        assert receiver.bad_signatures == 3
+        assert receiver.applied == []
+        assert await post(SECRET, now) == 200
+        assert [a["delivery_id"] for a in receiver.applied] == ["7.1"]

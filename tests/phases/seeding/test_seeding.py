@@ -177,6 +177,12 @@ async def test_phase6_delivers_signed_webhooks_with_retries(
         assert states[("crm", "business", ids["shop"])] == ("delivered", 1, True)
         assert states[("goeventcity", "news_source", ids["source"])] == ("failed", 1, False)
         assert states[("alphasite", "business", ids["quiet"])] == ("pending", 2, False)
+        # Left to the relay, once their backoff has passed; no sender holds them now.
+        down = rows[("alphasite", "business", ids["quiet"])]
+        assert down.next_attempt_at is not None
+        assert down.next_attempt_at > down.updated_at
+        assert all(r.claimed_until is None for r in rows.values())
+        assert {r.version for r in rows.values()} == {1}
         assert "HTTP 400" in (rows[("goeventcity", "news_source", ids["source"])].last_error or "")
 
         # Second run: nothing delivered is sent again; the one still pending is retried
