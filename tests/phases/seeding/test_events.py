@@ -169,3 +169,34 @@ async def test_a_listing_fetched_again_after_its_purge_is_an_update(engine: Asyn
     assert {(r.event, r.version, r.payload["name"]) for r in rows.values()} == {
         ("upsert", 3, "Back Again")
     }
+
+
+async def test_phase6_sends_tombstones_for_what_closed_since_it_last_ran(
+    engine: AsyncEngine,
+) -> None:
+    """A rollout run again after a retention run that did not tell the outbox (or before
+    it): phase 6 turns the rows of closed and purged businesses into tombstones itself,
+    rather than sending them as listings with their Google content gone."""
+    seeded = await seed_rollout(engine)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
+    purged = await add_business(seeded, "p-stale", "Stale Listing")
+    closed = await add_business(seeded, "p-shut", "Shut For Good")
+    await _set(seeded, purged, places_fetched_at=old, first_seen_at=old)
+    await _seed_phase6(seeded)
+    now = dt.datetime.now(dt.UTC)
+    async with seeded.sessions.begin() as session:
+        assert await purge_expired(session, now) == 1
+    await _set(seeded, closed, closed_at=now, closed_reason="closed_permanently")
+
+    acts = SeedingActivities(seeded.sessions, PhaseSettings())
+    try:
+        result = await ActivityEnvironment().run(acts.seed_platforms, seeded.phase_input())
+    finally:
+        await acts.aclose()
+    assert result.counts["outbox_tombstones"] == 4
+    assert result.counts["outbox_rows"] == 0  # nothing else is built for them
+    rows = await _outbox(seeded)
+    assert {(k[2], r.event, r.version, r.payload["reason"]) for k, r in rows.items()} == {
+        (purged, "tombstone", 2, "purged"),
+        (closed, "tombstone", 2, "closed"),
+    }
