@@ -46,12 +46,13 @@ from rollout.payloads import (
     RolloutSummary,
     cents,
 )
+from rollout.phases.seeding.events import sync_business_events
 from rollout.retention import (
     CONTENT_DAYS,
     PLACE_ID_REFRESH_DAYS,
     REFRESH_AFTER_DAYS,
     RetentionPlan,
-    purge_expired_by_state,
+    purge_expired_page,
     retention_plan,
 )
 from rollout.settings import Settings, describe_settings_error, get_settings
@@ -663,11 +664,20 @@ def cmd_retention(args: argparse.Namespace, settings: Settings) -> None:
                     state=args.state,
                     refresh_mask=settings.discovery.details_mask,
                 )
-                purged: dict[str | None, int] = {}
-                if purging:
-                    purged = await purge_expired_by_state(session, as_of, state=args.state)
-                    await session.commit()
-                return plan, purged
+            purged: dict[str | None, int] = {}
+            after: int | None = 0
+            while purging and after is not None:
+                # A page per transaction, each with its platforms' tombstones, as the
+                # scheduled run purges.
+                async with session_factory(engine).begin() as session:
+                    page = await purge_expired_page(
+                        session, as_of, after_business_id=after, limit=500, state=args.state
+                    )
+                    await sync_business_events(session, page.business_ids)
+                for code, count in page.states.items():
+                    purged[code] = purged.get(code, 0) + count
+                after = page.next_after_id
+            return plan, purged
         except ProgrammingError as exc:
             if "does not exist" in str(exc.orig):
                 raise CommandError(

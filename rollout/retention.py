@@ -163,7 +163,9 @@ def _listing_fetched() -> ColumnElement[Any]:
     return func.coalesce(Business.places_fetched_at, Business.first_seen_at)
 
 
-def _listing_held() -> ColumnElement[bool]:
+def listing_held() -> ColumnElement[bool]:
+    """The business holds its Google listing: never purged, or fetched again since (the
+    outbox's builders and events read the same rule)."""
     return or_(Business.places_purged_at.is_(None), Business.places_purged_at < _listing_fetched())
 
 
@@ -173,7 +175,7 @@ def _enrichment_held() -> ColumnElement[bool]:
 
 
 def _listing_older(as_of: dt.datetime, days: int) -> ColumnElement[bool]:
-    return and_(_listing_held(), _listing_fetched() < as_of - dt.timedelta(days=days))
+    return and_(listing_held(), _listing_fetched() < as_of - dt.timedelta(days=days))
 
 
 def _enrichment_older(as_of: dt.datetime, days: int) -> ColumnElement[bool]:
@@ -272,7 +274,7 @@ async def retention_plan(
     flags = (
         select(
             _state().label("state_code"),
-            or_(_listing_held(), _enrichment_held()).label("held"),
+            or_(listing_held(), _enrichment_held()).label("held"),
             _older(as_of, CONTENT_DAYS).label("expiring"),
             _to_purge(policy, as_of).label("purge"),
             due_refresh(policy, as_of).label("refresh"),

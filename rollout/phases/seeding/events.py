@@ -33,7 +33,7 @@ from rollout.phases.seeding.outbox import (
     upsert_items,
     verification_flags,
 )
-from rollout.retention import _listing_held as listing_held
+from rollout.retention import listing_held
 from rollout.status import Platform
 
 # businesses.closed_reason -> the tombstone's reason

@@ -36,7 +36,7 @@ from rollout.db.models import (
     PlatformOutbox,
     WebsiteScan,
 )
-from rollout.retention import _listing_held as listing_held
+from rollout.retention import listing_held
 from rollout.status import Platform
 
 UPSERT_CHUNK = 500
