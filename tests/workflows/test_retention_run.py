@@ -119,6 +119,18 @@ async def test_refresh_purge_recheck_and_closures(rollout_env: RolloutEnv) -> No
     ancient = await add_business(env, places[4], 400)
     ancient_gone = await add_business(env, places[5], 400)
     fresh = await add_business(env, places[6], 3)
+    # Seeded to one platform earlier: each business's row there, delivered at version 1.
+    for business_id in (refreshed, moved, gone, expired):
+        await env.write(
+            """
+            INSERT INTO platform_outbox (platform, entity_type, entity_id, payload, status,
+                                         event, version)
+            VALUES ('downtownguide', 'business', :id, '{"name": "Old name"}', 'delivered',
+                    'upsert', 1)
+            RETURNING id
+            """,
+            id=business_id,
+        )
     moved_to = "ChIJ" + "x" * 23
     env.emulator.post(
         "/sim/config",
@@ -162,6 +174,28 @@ async def test_refresh_purge_recheck_and_closures(rollout_env: RolloutEnv) -> No
     assert rows[ancient_gone].closed_reason == "not_found"
     assert rows[fresh].name == "Old name"
     assert rows[fresh].place_id_checked_at is None
+
+    # The platform hears of each: a tombstone for the moved (naming where to), the gone
+    # and the purged, an update for the refreshed; pending at version 2 for the relay.
+    events = {
+        r.entity_id: r
+        for r in await env.rows(
+            "SELECT entity_id, event, version, status, payload FROM platform_outbox"
+            " WHERE platform = 'downtownguide'"
+        )
+    }
+    assert {k: (e.event, e.version, e.status) for k, e in events.items()} == {
+        refreshed: ("upsert", 2, "pending"),
+        moved: ("tombstone", 2, "pending"),
+        gone: ("tombstone", 2, "pending"),
+        expired: ("tombstone", 2, "pending"),
+    }
+    assert events[refreshed].payload["name"] == places[0]["name"]
+    assert events[moved].payload["reason"] == "moved"
+    assert events[moved].payload["moved_to_place_id"] == moved_to
+    assert events[gone].payload["reason"] == "not_found"
+    assert events[expired].payload["reason"] == "purged"
+    assert "name" not in events[expired].payload
 
     # Every request the emulator answered is in the usage log, at the emulator's price:
     # two refreshes (the gone place's answered 404, not billed) and one free id check.
