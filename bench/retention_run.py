@@ -242,7 +242,12 @@ async def _retention(client: Client, businesses: int) -> Outcome:
             now = time.monotonic()
             if not stages or stages[-1].name != name:
                 if stages:
-                    stages[-1].ended = now
+                    # The stage just ended: its totals as this answer has them.
+                    ended = stages[-1]
+                    ended.ended = now
+                    ended.rows = _rows_done(ended.name, progress) - ended.rows_at_start
+                    ended.requests = requests - ended.requests_at_start
+                    ended.cost = cost - ended.cost_at_start
                 # The first stage counts from the run's start (it may be under way, or
                 # over, by the first answer).
                 first = not stages
