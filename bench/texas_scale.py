@@ -98,25 +98,48 @@ def state_estimate(state: str) -> Estimate:
     return estimate(load_communities(state), DiscoverySettings(), everywhere=load_communities())
 
 
-def paper_table(state: str, e: Estimate, qpm: int) -> Table:
+def paper_table(state: str, e: Estimate, qpm: int, ratios: dict[str, float] | None = None) -> Table:
+    """The model's figures; with `ratios` (measured / modelled requests per method, from
+    the measured run), the same scaled by them."""
     by_method = requests_by_method(e)
     w = walls(by_method, qpm)
-    table = Table(
-        title=f"{STATE_NAMES[state]} on paper: {e.communities:,} communities, about "
+    title = (
+        f"{STATE_NAMES[state]} on paper: {e.communities:,} communities, about "
         f"{e.businesses:,} businesses, the full default category lists, PLACES_QPM {qpm:,}"
     )
+    table = Table(title=title)
     table.add_column("measure")
-    table.add_column("value", justify="right")
+    table.add_column("model", justify="right")
+    scaled: Counter[str] | None = None
+    if ratios is not None:
+        table.add_column("scaled by the measured run", justify="right")
+        scaled = Counter({m: round(n * ratios.get(m, 1.0)) for m, n in by_method.items()})
+    ws = walls(scaled, qpm) if scaled is not None else None
+
+    def row(measure: str, model: str, corrected: str = "") -> None:
+        table.add_row(measure, model, *([corrected] if scaled is not None else []))
+
     for method in METHODS:
-        table.add_row(f"{method} requests", f"{by_method[method]:,}")
-    table.add_row("Places requests", f"{e.requests:,}")
-    table.add_row("list price", f"${e.cost_usd:,.2f}")
-    table.add_row(
+        row(
+            f"{method} requests",
+            f"{by_method[method]:,}",
+            f"{scaled[method]:,}" if scaled is not None else "",
+        )
+    row(
+        "Places requests",
+        f"{e.requests:,}",
+        f"{sum(scaled.values()):,}" if scaled is not None else "",
+    )
+    row("list price", f"${e.cost_usd:,.2f}")
+    row(
         f"wall at one rate ({PLACES_QUOTA_SHARE:.1%} of {qpm:,}/min for all methods)",
         _hms(w.one_rate_s),
+        _hms(ws.one_rate_s) if ws is not None else "",
     )
-    table.add_row(
-        "wall at a quota per method (the busiest method's requests)", _hms(w.per_method_s)
+    row(
+        "wall at a quota per method (the busiest method's requests)",
+        _hms(w.per_method_s),
+        _hms(ws.per_method_s) if ws is not None else "",
     )
     return table
 
@@ -267,11 +290,19 @@ def main() -> None:
     args = parser.parse_args()
     args.paper_state = args.paper_state.upper()
     args.measure_state = args.measure_state.upper()
-    console.print(paper_table(args.paper_state, state_estimate(args.paper_state), args.places_qpm))
+    paper = state_estimate(args.paper_state)
     if args.paper_only:
+        console.print(paper_table(args.paper_state, paper, args.places_qpm))
         return
     e = state_estimate(args.measure_state)
-    console.print(measured_table(args, e, asyncio.run(measure(args))))
+    measured = asyncio.run(measure(args))
+    console.print(measured_table(args, e, measured))
+    # The measured run checks the model: its requests per method against the model's for
+    # the same state scale the paper state's.
+    modelled = requests_by_method(e)
+    answered = measured.requests - measured.refused
+    ratios = {m: answered[m] / modelled[m] for m in METHODS if modelled[m]}
+    console.print(paper_table(args.paper_state, paper, args.places_qpm, ratios))
 
 
 if __name__ == "__main__":
