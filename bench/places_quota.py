@@ -1,33 +1,33 @@
-"""Benchmark: the Places quota through the real design, many discovery streams at once.
+"""Benchmark: each Places method's quota through the real design, from a cold start.
 
     .venv/bin/python bench/places_quota.py [--state AL] [--batch-size 10] [--qpm 600]
-        [--worker-qpm N] [--warmup-s 30] [--measure-s 75] [--settle-s 15] [--workers 1,2]
-        [--skip-enrichment] [--demo-categories]
+        [--worker-qpm N] [--workers 1,2] [--windows 2] [--window-s 75]
+        [--skip-enrichment] [--demo-categories] [--refresh-details]
 
 What runs (loopback only, free ports): an ephemeral embedded stack (Postgres, the Temporal
-dev server), `placesim` with `--qpm QPM` (a 60 s sliding window per method, as Google's
-per-minute quota) and `python worker.py` with PLACES_QPM=QPM, so the `rollout-places` task
-queue is rate limited by the Temporal server at 97.5% of QPM / 60 activities per second
-(worker.places_rate) for all its workers together. A StateRolloutWorkflow for --state
-(largest communities first, --batch-size of them at once, 4 search streams each: the
-defaults of the design, phase 4 included unless --skip-enrichment) makes the demand; each
-`places_search_page` / `places_buy` / `places_enrich` activity makes exactly one Places
-request. The
-default state, Alabama, has big communities (Birmingham, Huntsville, Montgomery, ~200k
-people) whose regions hold at most ~15k emulated businesses, so the single-threaded emulator
-answers a search in milliseconds and the rate limit, not the emulator, sets the pace (a
-Dallas-Fort Worth box holds ~100k businesses: its root searches cost the emulator a good part
-of a second each).
+dev server with devstack's dynamic config), `placesim` with `--qpm QPM` (a 60 s sliding
+window per method, as Google's per-minute quota) and `python worker.py` with
+PLACES_QPM=QPM, so each Places method's task queue is rate limited by the Temporal server at
+97.5% of QPM / 60 activities per second (worker.places_rate) for all its workers together.
+A StateRolloutWorkflow for --state (largest communities first, --batch-size at once, 4
+search streams each, phase 4 included unless --skip-enrichment) makes the demand; each
+`places_search_page` / `places_buy` / `places_enrich` activity makes exactly one request.
+With --refresh-details (ENRICHMENT_FRESH_DAYS=0) phase 4 makes a Place Details for every
+business, so Place Details is busy beside the Text Searches of the communities behind;
+--demo-categories (the demo's short category list) brings communities to phase 4 sooner.
 
-Measured from the emulator's own counters (GET /sim/stats, polled every second): requests it
-received (quota-counted and refused alike), successful billed answers, and 429 refusals. The
-first phase runs one worker: after --warmup-s of ramp-up, --measure-s are measured. Then a
-second worker process is started, and after --settle-s another --measure-s are measured.
-Achieved rate is answered requests per minute over the window, as a share of QPM; the largest
-count in any 60 s window (the emulator's quota window) is also shown. The Temporal server's
-own view is sampled too (DescribeTaskQueue): the rollout-places backlog (a backlog that never
-empties means demand always exceeded the limit, so the limiter set the pace) and, at the
-end, the effective rate limit it enforces and where that limit came from.
+The windows are back to back, --window-s each, from the first Places request the emulator
+receives (the cold start: the stack, the queues and their rate limiters are new): --windows
+of them with the first worker count of --workers, then a worker is started and --windows
+more are measured with the next count, and so on. For each window and method: requests the
+emulator answered per minute as a share of the method's quota, its 429 answers, and the
+method's queue backlog on the Temporal server (DescribeTaskQueue, sampled every ~2 s). A
+method whose backlog never emptied in a window was busy: demand exceeded the limit the
+whole time, so the limit alone set its pace, and it is held to >= 95% of its quota with no
+429 (the issue's target). Counts come from the emulator's own counters (GET /sim/stats),
+sampled every half second and interpolated at the window edges; the largest count in any
+60 s (the emulator's quota window) is shown too. At the end, the effective rate limit the
+server enforces on each queue and where it came from.
 """
 
 from __future__ import annotations
@@ -55,150 +55,173 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from devstack.embedded import EmbeddedStack, StackConfig, free_port
-from devstack.services import (
-    DEMO_DISCOVERY,
-    start_emulator,
-    start_worker,
-    worker_environment,
-)
+from devstack.services import DEMO_DISCOVERY, start_emulator, start_worker, worker_environment
 from rollout.communities import seed_from_data_file
-from rollout.contract import PLACES_TASK_QUEUE, state_workflow_id
+from rollout.contract import PLACES_TASK_QUEUE, PLACES_TASK_QUEUES, state_workflow_id
 from rollout.db.migrate import upgrade
 from rollout.payloads import StateRolloutInput
+from rollout.places.pricing import Endpoint
 from rollout.settings import Settings
 from worker import places_rate
+from workflows.common import rollout_priority
 from workflows.state_rollout import StateRolloutWorkflow
 
-# Every request of phase 1 goes through the rate-limited queue: searches, probes and the
-# cover strategy's Place Details purchases.
-METHODS = ("searchText", "searchNearby", "getPlace")
+METHODS = tuple(Endpoint)
+# A busy method is held to at least this share of its quota in every window (issue #16).
+TARGET_SHARE = 0.95
+SAMPLE_EVERY_S = 0.5
+QUEUE_EVERY_S = 2.0
 
 
 @dataclass(frozen=True)
 class Sample:
-    t: float  # monotonic seconds, when the request for the counters was sent
-    t_answered: float  # and when their answer came back (the counters were read in between)
-    received: int  # API requests that reached the quota check (admitted or refused)
-    answered: int  # successful, billed answers
-    refused: int  # 429 answers (per minute and per day)
-    by_method: dict[str, int]
+    t: float  # monotonic seconds, halfway between asking for the counters and the answer
+    received: dict[Endpoint, int]  # requests that reached the quota check, by method
+    refused: dict[Endpoint, int]  # 429 answers (per minute and per day), by method
 
 
-def sample(sim_url: str) -> Sample:
+async def sample(http: httpx.AsyncClient) -> Sample:
     sent = time.monotonic()
-    data: dict[str, Any] = httpx.get(f"{sim_url}/sim/stats", timeout=60).json()
-    by_method = {m: int(data["requests"][m]) for m in METHODS}
+    data: dict[str, Any] = (await http.get("/sim/stats")).json()
     return Sample(
-        t=sent,
-        t_answered=time.monotonic(),
-        received=sum(by_method.values()),
-        answered=int(data["total_requests"]),
-        refused=int(data["rate_limited_total"]),
-        by_method=by_method,
+        t=(sent + time.monotonic()) / 2,
+        received={m: int(data["requests"][m.value]) for m in METHODS},
+        refused={m: sum(int(c) for c in data["rate_limited"][m.value].values()) for m in METHODS},
     )
 
 
-@dataclass
-class Window:
-    label: str
-    workers: int
-    start: Sample
-    end: Sample
-    backlogs: list[int]  # the rollout-places backlog, sampled every ~3 s
+def at(samples: list[Sample], t: float, count: str, method: Endpoint) -> float:
+    """A counter's value at time `t`, linear between the samples around it."""
 
-    @property
-    def seconds(self) -> float:
-        return self.end.t - self.start.t
+    def value(s: Sample) -> int:
+        return (s.received if count == "received" else s.refused)[method]
 
-    def per_minute(self, count: int) -> float:
-        return count * 60 / self.seconds
+    before = max((s for s in samples if s.t <= t), key=lambda s: s.t, default=samples[0])
+    after = min((s for s in samples if s.t >= t), key=lambda s: s.t, default=samples[-1])
+    if after.t == before.t:
+        return float(value(before))
+    share = (t - before.t) / (after.t - before.t)
+    return value(before) + share * (value(after) - value(before))
 
 
-def max_in_window(samples: list[Sample], window_s: float, method: str | None = None) -> int:
-    """Most requests (of one method, or all) received within `window_s`, from the samples:
-    a lower bound of the emulator's own sliding-window maximum. Two samples count only when
-    the counters were surely read at most `window_s` apart (from the earlier request's
-    sending to the later answer's arrival)."""
-
-    def count(s: Sample) -> int:
-        return s.received if method is None else s.by_method[method]
-
+def max_in_window(samples: list[Sample], start: float, end: float, method: Endpoint) -> int:
+    """Most requests of `method` received within any 60 s inside [start - 60, end]: from the
+    samples, a lower bound of the emulator's own sliding-window maximum (two samples count
+    only when they are at most 60 s apart)."""
     best = 0
+    inside = [s for s in samples if start - 60 <= s.t <= end]
     j = 0
-    for later in samples:
-        while samples[j].t < later.t_answered - window_s:
+    for later in inside:
+        while inside[j].t < later.t - 60:
             j += 1
-        best = max(best, count(later) - count(samples[j]))
+        best = max(best, later.received[method] - inside[j].received[method])
     return best
 
 
 @dataclass(frozen=True)
-class QueueStat:
+class QueueSample:
     t: float
-    backlog: int  # activity tasks waiting in rollout-places (approximate, from the server)
-    dispatch_rate: float  # tasks/s the server reports dispatching (its own moving average)
+    backlog: dict[str, int]  # approximate backlog of each places queue
 
 
-async def queue_stat(client: Client) -> QueueStat:
-    answer = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace="default",
-            task_queue=TaskQueue(name=PLACES_TASK_QUEUE),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-            report_stats=True,
-        )
-    )
-    return QueueStat(
-        time.monotonic(),
-        int(answer.stats.approximate_backlog_count),
-        float(answer.stats.tasks_dispatch_rate),
-    )
-
-
-async def poll_for(
-    sim_url: str,
-    client: Client,
-    seconds: float,
-    samples: list[Sample],
-    queue: list[QueueStat],
-    console: Console,
-) -> None:
-    deadline = time.monotonic() + seconds
-    last_print = 0.0
-    while time.monotonic() < deadline:
-        samples.append(await asyncio.to_thread(sample, sim_url))
-        if len(samples) % 3 == 0:
-            queue.append(await queue_stat(client))
-        now = samples[-1].t
-        if now - last_print >= 15 and len(samples) > 15:
-            recent = samples[-1].received - samples[-16].received
-            recent_s = samples[-1].t - samples[-16].t
-            console.print(
-                f"  t={now - samples[0].t:5.0f}s  received {samples[-1].received:6d}  "
-                f"last 15 s: {recent / recent_s:5.2f}/s  429s {samples[-1].refused}  "
-                f"rollout-places backlog {queue[-1].backlog if queue else '-'}"
+async def queue_sample(client: Client, queues: list[str]) -> QueueSample:
+    backlog: dict[str, int] = {}
+    for queue in queues:
+        answer = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace="default",
+                task_queue=TaskQueue(name=queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                report_stats=True,
             )
-            last_print = now
-        await asyncio.sleep(1.0)
-
-
-async def describe_rate_limit(client: Client, console: Console) -> None:
-    """What the Temporal server itself enforces on the rollout-places activity queue."""
-    answer = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace="default",
-            task_queue=TaskQueue(name=PLACES_TASK_QUEUE),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-            report_config=True,
         )
-    )
-    limit = answer.effective_rate_limit
-    console.print(
-        f"Temporal: {PLACES_TASK_QUEUE} activity queue effective rate limit "
-        f"{limit.requests_per_second:g}/s "
-        f"(source {RateLimitSource.Name(limit.rate_limit_source)}), "
-        f"{len(answer.pollers)} poller(s)"
-    )
+        backlog[queue] = int(answer.stats.approximate_backlog_count)
+    return QueueSample(time.monotonic(), backlog)
+
+
+@dataclass(frozen=True)
+class Window:
+    index: int
+    workers: int
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Row:
+    window: Window
+    method: Endpoint
+    answered_per_min: float
+    share: float  # of the emulator's per-method quota
+    refused: int
+    most_in_60s: int
+    backlog_min: int
+    backlog_mean: float
+
+    @property
+    def busy(self) -> bool:
+        return self.backlog_min > 0
+
+    @property
+    def verdict(self) -> str:
+        if self.refused:
+            return "FAIL (429s)"
+        if not self.busy:
+            return "idle at times"
+        return "ok" if self.share >= TARGET_SHARE else "FAIL (< 95%)"
+
+
+def rows_of(window: Window, samples: list[Sample], queue: list[QueueSample], qpm: int) -> list[Row]:
+    rows = []
+    seconds = window.end - window.start
+    for method in METHODS:
+        # Where this method's requests wait: its own queue, and the queue all methods
+        # shared before (empty unless activities from before the split are left).
+        names = (PLACES_TASK_QUEUES[method], PLACES_TASK_QUEUE)
+        received = at(samples, window.end, "received", method) - at(
+            samples, window.start, "received", method
+        )
+        refused = at(samples, window.end, "refused", method) - at(
+            samples, window.start, "refused", method
+        )
+        if received < 0.5:
+            continue
+        backlogs = [
+            sum(q.backlog[n] for n in names) for q in queue if window.start <= q.t <= window.end
+        ]
+        per_min = (received - refused) * 60 / seconds
+        rows.append(
+            Row(
+                window=window,
+                method=method,
+                answered_per_min=per_min,
+                share=per_min / qpm,
+                refused=round(refused),
+                most_in_60s=max_in_window(samples, window.start, window.end, method),
+                backlog_min=min(backlogs, default=0),
+                backlog_mean=sum(backlogs) / len(backlogs) if backlogs else 0.0,
+            )
+        )
+    return rows
+
+
+async def describe_rate_limits(client: Client, console: Console) -> None:
+    """What the Temporal server itself enforces on each places activity queue."""
+    for queue in [*PLACES_TASK_QUEUES.values(), PLACES_TASK_QUEUE]:
+        answer = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace="default",
+                task_queue=TaskQueue(name=queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                report_config=True,
+            )
+        )
+        limit = answer.effective_rate_limit
+        console.print(
+            f"Temporal: {queue} effective rate limit {limit.requests_per_second:g}/s "
+            f"(source {RateLimitSource.Name(limit.rate_limit_source)}), "
+            f"{len(answer.pollers)} poller(s)"
+        )
 
 
 async def terminate_running(client: Client) -> None:
@@ -231,24 +254,26 @@ def prepare(args: argparse.Namespace, stack: EmbeddedStack, console: Console) ->
     extra_env = {"PLACES_QPM": str(worker_qpm), "LOG_LEVEL": "WARNING"}
     if args.demo_categories:
         extra_env |= DEMO_DISCOVERY
+    if args.refresh_details:
+        extra_env["ENRICHMENT_FRESH_DAYS"] = "0"
     env = worker_environment(stack, Settings(), sim_url, extra_env)
     start_worker(stack, env, name="worker-1")
     console.print(
-        f"worker-1 polling with PLACES_QPM={worker_qpm} (rollout-places limited to "
+        f"worker-1 polling with PLACES_QPM={worker_qpm} (each method's queue limited to "
         f"{places_rate(worker_qpm):g}/s); stack ready in {time.monotonic() - started:.0f} s"
     )
     return Setup(stack, sim_url, env)
 
 
-async def drive(args: argparse.Namespace, setup: Setup, console: Console) -> int:
-    qpm: int = args.qpm
+async def drive(args: argparse.Namespace, setup: Setup, console: Console) -> list[Row]:
     worker_counts = [int(w) for w in args.workers.split(",")]
     client = await Client.connect(
         setup.stack.temporal_address, namespace="default", data_converter=pydantic_data_converter
     )
+    queues = [*PLACES_TASK_QUEUES.values(), PLACES_TASK_QUEUE]
+    http = httpx.AsyncClient(base_url=setup.sim_url, timeout=60)
     await client.start_workflow(
         StateRolloutWorkflow.run,
-        # Phases 1 and 4 both send their requests through the rollout-places queue.
         StateRolloutInput(
             state_code=args.state,
             batch_size=args.batch_size,
@@ -256,86 +281,102 @@ async def drive(args: argparse.Namespace, setup: Setup, console: Console) -> int
         ),
         id=state_workflow_id(args.state),
         task_queue="rollout",
+        priority=rollout_priority(args.state),
     )
-    console.print(
-        f"StateRolloutWorkflow {args.state} started: batch_size {args.batch_size}, 4 streams each"
-    )
+    console.print(f"StateRolloutWorkflow {args.state} started: batch_size {args.batch_size}")
     samples: list[Sample] = []
-    queue: list[QueueStat] = []
+    queue: list[QueueSample] = []
     windows: list[Window] = []
-    running = 1
+    rows: list[Row] = []
     try:
-        for index, workers in enumerate(worker_counts):
-            while running < workers:
+        # The cold start: the first window opens with the first request the emulator sees
+        # (between the last sample without one and the first with one).
+        before = await sample(http)
+        while True:
+            first = await sample(http)
+            if sum(first.received.values()):
+                break
+            before = first
+            await asyncio.sleep(0.1)
+        samples += [before, first]
+        t0 = before.t
+        console.print("first Places request: the windows start")
+        running, starting = 1, None
+        plan = [w for w in worker_counts for _ in range(args.windows)]
+        next_queue = 0.0
+        for index, workers in enumerate(plan):
+            window = Window(index + 1, workers, t0 + index * args.window_s, 0.0)
+            if workers > running:
+                # Started at the window's start, so the window includes the new worker's
+                # first polls (it has none of the stack's warm-up).
                 running += 1
-                await asyncio.to_thread(
-                    start_worker, setup.stack, setup.env, name=f"worker-{running}"
+                starting = asyncio.create_task(
+                    asyncio.to_thread(
+                        start_worker, setup.stack, setup.env, name=f"worker-{running}"
+                    )
                 )
-                console.print(f"worker-{running} polling")
-            wait = args.warmup_s if index == 0 else args.settle_s
-            console.print(f"{workers} worker(s): {wait:.0f} s ramp-up, then {args.measure_s} s")
-            await poll_for(setup.sim_url, client, wait, samples, queue, console)
-            first, first_stat = len(samples), len(queue)
-            await poll_for(setup.sim_url, client, args.measure_s, samples, queue, console)
-            windows.append(
-                Window(
-                    f"{workers} worker(s)",
-                    workers,
-                    samples[first],
-                    samples[-1],
-                    [q.backlog for q in queue[first_stat:]],
+            end = window.start + args.window_s
+            while time.monotonic() < end + SAMPLE_EVERY_S:
+                samples.append(await sample(http))
+                if time.monotonic() >= next_queue:
+                    queue.append(await queue_sample(client, queues))
+                    next_queue = time.monotonic() + QUEUE_EVERY_S
+                await asyncio.sleep(SAMPLE_EVERY_S)
+            if starting is not None and starting.done():
+                await starting
+                starting = None
+            window = Window(window.index, workers, window.start, end)
+            windows.append(window)
+            new = rows_of(window, samples, queue, args.qpm)
+            rows += new
+            console.print(
+                f"  window {window.index} ({workers} worker(s)): "
+                + ", ".join(
+                    f"{r.method.value} {r.answered_per_min:.0f}/min {100 * r.share:.1f}% "
+                    f"429s {r.refused} backlog min {r.backlog_min}"
+                    for r in new
                 )
             )
-        await describe_rate_limit(client, console)
+        await describe_rate_limits(client, console)
     finally:
         await terminate_running(client)
-    final = await asyncio.to_thread(sample, setup.sim_url)
-    report(console, qpm, args.worker_qpm or qpm, windows, samples, final)
-    async with httpx.AsyncClient(timeout=60) as http:
-        stats = (await http.get(f"{setup.sim_url}/sim/stats")).json()
-    refused = {m: c for m, c in stats["rate_limited"].items() if any(c.values())}
-    console.print(f"429 answers by method and quota: {refused or 'none'}")
-    return 0
+        await http.aclose()
+    return rows
 
 
-def report(
-    console: Console,
-    qpm: int,
-    worker_qpm: int,
-    windows: list[Window],
-    samples: list[Sample],
-    final: Sample,
-) -> None:
+def report(console: Console, args: argparse.Namespace, rows: list[Row]) -> None:
+    worker_qpm = args.worker_qpm or args.qpm
     table = Table(
-        title=f"Places quota: {qpm} requests/min per method; workers' PLACES_QPM {worker_qpm} "
-        f"(rollout-places limited to {places_rate(worker_qpm):g}/s)"
+        title=f"Places quota per method: {args.qpm} requests/min each (emulator); workers' "
+        f"PLACES_QPM {worker_qpm} (each method's queue limited to {places_rate(worker_qpm):g}/s); "
+        f"{args.window_s:g} s windows from the first request (window 1 is the cold start)"
     )
     for column in (
-        "phase", "window s", "received", "answered", "answered/min", "% of quota",
-        "429s in window", "searchText/min", "searchNearby/min", "getPlace/min",
-        "backlog min/mean",
+        "window", "workers", "method", "answered/min", "% of quota", "429s",
+        "most in 60 s", "queue backlog min/mean", "busy", "verdict",
     ):  # fmt: skip
-        table.add_column(column, justify="left" if column == "phase" else "right", no_wrap=True)
-    for w in windows:
-        answered = w.end.answered - w.start.answered
+        table.add_column(column, justify="left" if column in ("method", "verdict") else "right")
+    for r in rows:
         table.add_row(
-            w.label,
-            f"{w.seconds:.1f}",
-            f"{w.end.received - w.start.received:,}",
-            f"{answered:,}",
-            f"{w.per_minute(answered):.1f}",
-            f"{100 * w.per_minute(answered) / qpm:.1f}%",
-            str(w.end.refused - w.start.refused),
-            *(f"{w.per_minute(w.end.by_method[m] - w.start.by_method[m]):.1f}" for m in METHODS),
-            f"{min(w.backlogs)}/{sum(w.backlogs) / len(w.backlogs):.0f}" if w.backlogs else "-",
+            str(r.window.index),
+            str(r.window.workers),
+            r.method.value,
+            f"{r.answered_per_min:.1f}",
+            f"{100 * r.share:.1f}%",
+            str(r.refused),
+            str(r.most_in_60s),
+            f"{r.backlog_min}/{r.backlog_mean:.0f}",
+            "yes" if r.busy else "no",
+            r.verdict,
         )
     console.print(table)
-    most = ", ".join(f"{m} {max_in_window(samples, 60.0, m)}" for m in METHODS)
+    busy = [r for r in rows if r.busy]
+    refused = sum(r.refused for r in rows)
+    low = [r for r in busy if r.share < TARGET_SHARE]
     console.print(
-        f"whole run: {final.received:,} requests received, {final.answered:,} answered, "
-        f"{final.refused} answered 429 (emulator counters, including ramp-up and shutdown); "
-        f"most requests within 60 s (from the 1 s samples): {most}, both methods "
-        f"{max_in_window(samples, 60.0)} (the emulator's quota: {qpm} per method per 60 s)"
+        f"busy method-windows: {len(busy)}, lowest share "
+        f"{min((100 * r.share for r in busy), default=0):.1f}%, below 95%: {len(low)}; "
+        f"429s in all windows: {refused}"
     )
 
 
@@ -345,31 +386,35 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--qpm", type=int, default=600, help="the emulator's quota per method")
     parser.add_argument(
-        "--worker-qpm",
-        type=int,
-        default=None,
-        help="the workers' PLACES_QPM (default: --qpm; lower leaves headroom for the burst)",
+        "--worker-qpm", type=int, default=None, help="the workers' PLACES_QPM (default: --qpm)"
     )
-    parser.add_argument("--warmup-s", type=float, default=30.0)
-    parser.add_argument("--measure-s", type=float, default=75.0)
-    parser.add_argument("--settle-s", type=float, default=15.0)
-    parser.add_argument("--workers", default="1,2", help="worker processes per phase")
+    parser.add_argument("--workers", default="1,2", help="worker processes, one count per phase")
+    parser.add_argument("--windows", type=int, default=2, help="windows per worker count")
+    parser.add_argument("--window-s", type=float, default=75.0)
     parser.add_argument("--cache-businesses", type=int, default=1_000_000)
     parser.add_argument("--skip-enrichment", action="store_true", help="phase 1's requests only")
     parser.add_argument(
         "--demo-categories",
         action="store_true",
-        help="the demo's short category list: phase 1 ends sooner, phase 4 joins the mix",
+        help="the demo's short category list: purchases (Place Details too) come sooner",
+    )
+    parser.add_argument(
+        "--refresh-details",
+        action="store_true",
+        help="ENRICHMENT_FRESH_DAYS=0: phase 4 refreshes every business with a Place Details, "
+        "so Place Details is busy while later communities run their Text Searches",
     )
     args = parser.parse_args()
-    console = Console(width=240)
+    console = Console(width=200)
     with (
         tempfile.TemporaryDirectory(prefix="bench-quota-") as tmp,
         EmbeddedStack(StackConfig.ephemeral(Path(tmp))) as stack,
     ):
         console.print(f"stack: Temporal {stack.temporal_address}, Postgres {stack.database_url}")
         setup = prepare(args, stack, console)
-        return asyncio.run(drive(args, setup, console))
+        rows = asyncio.run(drive(args, setup, console))
+    report(console, args, rows)
+    return 0
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from rollout.payloads import (
 from rollout.settings import Settings
 from rollout.states import STATE_NAMES
 from rollout.status import ACTIVE_ROLLOUT_STATUSES, Phase, RolloutStatus
+from workflows.common import rollout_priority
 from workflows.community_rollout import CommunityRolloutWorkflow
 from workflows.discovery import CommunityDiscoveryWorkflow
 from workflows.enrichment import CommunityEnrichmentWorkflow
@@ -154,6 +155,9 @@ async def start(
             # does not.
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            # Inherited by every workflow and activity of the rollout: the state's share of
+            # each Places method's quota (docs/contract.md, Task queues).
+            priority=rollout_priority(state),
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(STATE_CODE_KEY, state),

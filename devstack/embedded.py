@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -37,6 +38,21 @@ log = logging.getLogger(__name__)
 
 # The contract's search attributes (docs/contract.md, Search attributes).
 SEARCH_ATTRIBUTES: dict[str, str] = {name.value: "Keyword" for name in SearchAttribute}
+
+# The dev server's dynamic config, the production cluster's in deploy/dynamicconfig/. Its
+# command line takes no constraints, so here these hold for every queue of the server:
+# - One partition per task queue. A queue's rate limit is split evenly between its
+#   partitions (four by default), each dispatching its share from its own backlog with its
+#   own burst: a share whose partition runs dry is lost (the places queues dipped to 92% of
+#   their limit), and a cold start bursts on every partition. One matching host, as here,
+#   gains nothing from more.
+# - Fairness: the places queues dispatch by fairness key (a rollout's state code), so two
+#   states rolled out at once share each method's quota evenly.
+DEV_SERVER_DYNAMIC_CONFIG: dict[str, object] = {
+    "matching.numTaskqueueReadPartitions": 1,
+    "matching.numTaskqueueWritePartitions": 1,
+    "matching.enableFairness": True,
+}
 
 POSTGRES_OS_USER = "embedded_postgres"  # postgres refuses to run as root
 _PR_SET_PDEATHSIG = 1
@@ -369,6 +385,8 @@ class TemporalDevServer:
             argv += ["--namespace", self.namespace]
         for name, kind in SEARCH_ATTRIBUTES.items():
             argv += ["--search-attribute", f"{name}={kind}"]
+        for key, value in DEV_SERVER_DYNAMIC_CONFIG.items():
+            argv += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
             argv += ["--db-filename", str(self.db_file)]

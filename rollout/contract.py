@@ -8,13 +8,38 @@ one breaks running workflows and replays: add a new name instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
+
+from rollout.places.pricing import Endpoint
 
 # -- task queues ------------------------------------------------------------------------
 # Workflows and bookkeeping activities.
 ROLLOUT_TASK_QUEUE = "rollout"
-# One Places request per activity; the server's rate limit on this queue is the quota.
+# One Places request per activity, on the queue of its API method. Google's per-minute
+# quotas are per method, and each of these queues carries its method's quota as the
+# server-side rate limit (and fairness between the states rolled out at once).
+PLACES_SEARCH_TEXT_TASK_QUEUE = "rollout-places-search-text"
+PLACES_SEARCH_NEARBY_TASK_QUEUE = "rollout-places-search-nearby"
+PLACES_GET_PLACE_TASK_QUEUE = "rollout-places-get-place"
+PLACES_TASK_QUEUES: Mapping[Endpoint, str] = MappingProxyType(
+    {
+        Endpoint.SEARCH_TEXT: PLACES_SEARCH_TEXT_TASK_QUEUE,
+        Endpoint.SEARCH_NEARBY: PLACES_SEARCH_NEARBY_TASK_QUEUE,
+        Endpoint.GET_PLACE: PLACES_GET_PLACE_TASK_QUEUE,
+    }
+)
+# The queue all methods shared under one rate: activities scheduled on it before the
+# per-method queues (and their retries, which stay on their queue) still run there, and
+# so do the purchases of a phase 1 run that continued-as-new before them (its carry does
+# not say which lines are searches). The worker polls it until nothing is left on it.
 PLACES_TASK_QUEUE = "rollout-places"
+
+
+def places_task_queue(method: Endpoint | None) -> str:
+    """The task queue of a Places request of `method` (None: a method not known)."""
+    return PLACES_TASK_QUEUE if method is None else PLACES_TASK_QUEUES[method]
 
 
 # -- workflow ids -----------------------------------------------------------------------
@@ -32,6 +57,15 @@ def discovery_workflow_id(community_workflow_id: str) -> str:
 
 def enrichment_workflow_id(community_workflow_id: str) -> str:
     return f"{community_workflow_id}/enrichment"
+
+
+def rollout_state_code(workflow_id: str) -> str | None:
+    """The state of a rollout's workflow, or of any workflow under it (`TX` for
+    `state-rollout-TX/community-1/discovery`); None for a workflow of no rollout."""
+    prefix = state_workflow_id("")
+    if not workflow_id.startswith(prefix):
+        return None
+    return workflow_id.removeprefix(prefix).split("/", 1)[0] or None
 
 
 # -- schedules --------------------------------------------------------------------------

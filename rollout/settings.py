@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rollout.phase_settings import PhaseSettings
 from rollout.phases.discovery.planning import DiscoverySettings
+from rollout.places.pricing import Endpoint
 
 # Ports of the embedded stack. Postgres uses 55432 rather than 5432 so it never collides
 # with a system Postgres; Temporal keeps the CLI's own defaults so the `temporal` CLI
@@ -55,7 +56,13 @@ class Settings(BaseSettings):
     database_url: str = embedded_database_url()
     places_api_key: SecretStr = SecretStr("")
     places_base_url: str = GOOGLE_PLACES_URL
+    # Google's per-minute quota of each Places method (searchText, searchNearby, getPlace):
+    # PLACES_QPM for every method, unless the method's own override says otherwise (a
+    # project granted more Place Details than Text Search, say).
     places_qpm: int = Field(default=600, ge=1)
+    places_qpm_search_text: int | None = Field(default=None, ge=1)
+    places_qpm_search_nearby: int | None = Field(default=None, ge=1)
+    places_qpm_get_place: int | None = Field(default=None, ge=1)
     # Billed requests Postgres could not take yet (rollout/db/usage_spool.py): keep it on a
     # disk that outlives the worker process.
     usage_spool_path: Path = Path(".stack") / "unlogged-usage.jsonl"
@@ -124,6 +131,15 @@ class Settings(BaseSettings):
                 "the owners decided so, or choose purge or refresh"
             )
         return self
+
+    def places_qpm_of(self, method: Endpoint) -> int:
+        """The per-minute quota of one Places method."""
+        override = {
+            Endpoint.SEARCH_TEXT: self.places_qpm_search_text,
+            Endpoint.SEARCH_NEARBY: self.places_qpm_search_nearby,
+            Endpoint.GET_PLACE: self.places_qpm_get_place,
+        }[method]
+        return self.places_qpm if override is None else override
 
     @property
     def uses_google(self) -> bool:

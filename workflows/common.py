@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.types import MethodAsyncSingleParam
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from rollout.contract import PLACES_NON_RETRYABLE, PLACES_TASK_QUEUE, RECORD_NON_RETRYABLE
+    from rollout.contract import (
+        PLACES_NON_RETRYABLE,
+        RECORD_NON_RETRYABLE,
+        places_task_queue,
+        rollout_state_code,
+    )
     from rollout.payloads import RetrySpec
+    from rollout.places.pricing import Endpoint
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -74,21 +81,47 @@ def should_continue_as_new(limit: int | None) -> bool:
     return limit is not None and info.get_current_history_length() >= limit
 
 
+def rollout_priority(state_code: str | None) -> Priority:
+    """The Priority of a state's rollout: its state code as the fairness key, so the states
+    rolled out at once share each Places method's quota evenly (the places queues dispatch
+    fairly between keys); everything a rollout starts inherits it."""
+    return Priority(fairness_key=state_code or None)
+
+
+def places_priority() -> Priority:
+    """This workflow's own Priority, with its rollout's state code as the fairness key when
+    it has none: a rollout started before the fairness key existed, or by a client that
+    did not set one, still shares the quota by state."""
+    own = workflow.info().priority
+    if own.fairness_key:
+        return own
+    state = rollout_state_code(workflow.info().workflow_id)
+    return dataclasses.replace(own, fairness_key=state) if state else own
+
+
 async def places_request(
-    activity: Activity[P, R], arg: P, *, retry: RetrySpec, throttle_ms: int, summary: str
+    activity: Activity[P, R],
+    arg: P,
+    *,
+    method: Endpoint | None,
+    retry: RetrySpec,
+    throttle_ms: int,
+    summary: str,
 ) -> R:
-    """One Places request as one activity on the rate-limited `rollout-places` queue; the
-    activity waits `throttle_ms` before its request, so its timeout includes it."""
+    """One Places request as one activity on the rate-limited queue of its API `method`
+    (None: not known, the shared `rollout-places`); the activity waits `throttle_ms` before
+    its request, so its timeout includes it."""
     return await workflow.execute_activity_method(
         activity,
         arg,
-        task_queue=PLACES_TASK_QUEUE,
+        task_queue=places_task_queue(method),
         start_to_close_timeout=PLACES_TIMEOUT + timedelta(milliseconds=throttle_ms),
         # On cancel, wait for the attempt to end, so its billed request is logged before
         # the community's cost is totted up.
         cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         retry_policy=retry_policy(retry, PLACES_NON_RETRYABLE),
         summary=summary,
+        priority=places_priority(),
     )
 
 

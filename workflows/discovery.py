@@ -1,15 +1,17 @@
 """CommunityDiscoveryWorkflow: phase 1 of a community, as a frontier of search streams.
 
 A stream is one search (a category or query over a cell) paged to its end, one Places
-request per activity on the rate-limited `rollout-places` queue. A saturated stream adds its
-follow-ups (quadtree cells, or a Text Search for a saturated Nearby type) to the frontier.
+request per activity on the rate-limited queue of its method (Text or Nearby Search). A
+saturated stream adds its follow-ups (quadtree cells, or a Text Search for a saturated
+Nearby type) to the frontier.
 A few streams run at once. Dense cities make thousands of requests, so the workflow
 continues-as-new before its history grows large, carrying only the frontier.
 
 With the `cover` strategy (the default, see rollout/phases/discovery/planning.py) every
 stream is a free IDs-only probe whose ids the activity keeps in Postgres; when the frontier
 is empty an activity plans which probed pages to buy, and the workflow then buys the list's
-lines, which it knows only by number. The strategy comes from the recorded plan, so
+lines, which it knows only by number (the searches come first, then the Place Details, so
+the number says which method's queue a line goes to). The strategy comes from the recorded plan, so
 histories of either strategy replay.
 """
 
@@ -40,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         SearchTask,
     )
     from rollout.phases.discovery.planning import explore_follow_ups, follow_ups
+    from rollout.places.pricing import Endpoint
 
 
 @workflow.defn(name=WorkflowType.COMMUNITY_DISCOVERY)
@@ -51,6 +54,9 @@ class CommunityDiscoveryWorkflow:
         self._frontier: list[SearchTask] = []
         self._run_key: str | None = None
         self._purchases: int | None = None
+        # Lines before this one are searches, the rest Place Details (None: not known, a
+        # carry from before it was kept).
+        self._purchase_searches: int | None = None
         self._next_purchase = 0
 
     @workflow.query(name=Query.DISCOVERY_PROGRESS)
@@ -82,6 +88,7 @@ class CommunityDiscoveryWorkflow:
             self._businesses = inp.carry.businesses
             self._run_key = inp.carry.run_key
             self._purchases = inp.carry.purchases
+            self._purchase_searches = inp.carry.purchase_searches
             self._next_purchase = inp.carry.next_purchase
         cover = plan.rules.strategy is DiscoveryStrategy.COVER
         if cover and self._run_key is None:
@@ -106,6 +113,7 @@ class CommunityDiscoveryWorkflow:
                     start_to_close=PLANNING_TIMEOUT,
                 )
                 self._purchases = planned.lines
+                self._purchase_searches = planned.searches
 
             def buy() -> Coroutine[Any, Any, None]:
                 self._next_purchase += 1
@@ -158,6 +166,7 @@ class CommunityDiscoveryWorkflow:
             run_key=self._run_key,
             purchases=self._purchases,
             next_purchase=self._next_purchase,
+            purchase_searches=self._purchase_searches,
         )
         workflow.continue_as_new(inp.model_copy(update={"plan": plan, "carry": carry}))
 
@@ -181,6 +190,9 @@ class CommunityDiscoveryWorkflow:
                     throttle_ms=inp.throttle_ms,
                     run_key=self._run_key,
                 ),
+                method=Endpoint.SEARCH_NEARBY
+                if task.kind is SearchKind.NEARBY
+                else Endpoint.SEARCH_TEXT,
                 retry=phase_input.places_retry,
                 throttle_ms=inp.throttle_ms,
                 summary=f"{task.kind.value} {task.label} d{task.depth} p{page_number}"
@@ -203,6 +215,8 @@ class CommunityDiscoveryWorkflow:
         assert self._run_key is not None
         token: str | None = None
         page_number = 1
+        searches = self._purchase_searches
+        method = None if searches is None else purchase_method(seq, searches)
         while True:
             outcome = await places_request(
                 DiscoveryActivities.places_buy,
@@ -216,6 +230,7 @@ class CommunityDiscoveryWorkflow:
                     region_id=plan.region_id,
                     throttle_ms=inp.throttle_ms,
                 ),
+                method=method,
                 retry=phase_input.places_retry,
                 throttle_ms=inp.throttle_ms,
                 summary=f"buy {seq} p{page_number}",
@@ -225,3 +240,9 @@ class CommunityDiscoveryWorkflow:
                 break
             token = outcome.next_page_token
             page_number += 1
+
+
+def purchase_method(seq: int, searches: int) -> Endpoint:
+    """The Places method of line `seq` of a purchase list whose first `searches` lines are
+    searches (Text Search pages) and the rest Place Details."""
+    return Endpoint.SEARCH_TEXT if seq < searches else Endpoint.GET_PLACE

@@ -1,7 +1,7 @@
 """CommunityEnrichmentWorkflow: phase 4 of a community, one Place Details per activity.
 
-Phase 4's requests go through the rate-limited `rollout-places` queue like phase 1's, so the
-Places quota holds for any number of workers (a whole-phase activity could only be paced
+Phase 4's requests go through the rate-limited Place Details queue like phase 1's purchases,
+so the Places quota holds for any number of workers (a whole-phase activity could only be paced
 per worker process). The workflow lists the targets a page of business ids at a time
 (internal ids, never place ids), keeps a few requests in flight, and continues-as-new
 before its history grows large, carrying the listing cursor, the queue and the counts.
@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         EnrichRequest,
         EnrichTargetsRequest,
     )
+    from rollout.places.pricing import Endpoint
 
 
 @workflow.defn(name=WorkflowType.COMMUNITY_ENRICHMENT)
@@ -106,6 +107,7 @@ class CommunityEnrichmentWorkflow:
                 business_id=business_id,
                 throttle_ms=inp.phase.throttle_ms,
             ),
+            method=Endpoint.GET_PLACE,
             retry=inp.places_retry,
             throttle_ms=inp.phase.throttle_ms,
             summary=f"details {business_id}",

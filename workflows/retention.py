@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from rollout.contract import Query, Signal, WorkflowType
     from rollout.payloads import default_places_retry
+    from rollout.places.pricing import Endpoint
     from rollout.retention_requests import RetentionRequestKind
 
 # The single-statement purge of runs recorded before the paged run: one UPDATE over every
@@ -273,6 +274,8 @@ class PlacesRetentionWorkflow:
             result = await places_request(
                 RetentionActivities.places_retention_request,
                 RetentionRequest(kind=kind, business_id=business_id, as_of=as_of),
+                # A refresh and a re-check are both Place Details.
+                method=Endpoint.GET_PLACE,
                 retry=default_places_retry(),
                 throttle_ms=0,
                 summary=f"{stage} business #{business_id}",

@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.outages import ServiceProbeActivities
     from activities.records import RolloutRecordActivities
     from rollout.contract import (
-        PLACES_TASK_QUEUE,
+        PLACES_SEARCH_TEXT_TASK_QUEUE,
         ROLLOUT_TASK_QUEUE,
         ErrorType,
         Query,
@@ -634,7 +634,8 @@ class StateRolloutWorkflow:
                 status = await workflow.execute_activity_method(
                     ServiceProbeActivities.services_available,
                     ServiceCheck(),
-                    task_queue=PLACES_TASK_QUEUE,
+                    # Its Places probe is a Text Search: held to that method's quota.
+                    task_queue=PLACES_SEARCH_TEXT_TASK_QUEUE,
                     start_to_close_timeout=SERVICE_PROBE_TIMEOUT,
                     retry_policy=RetryPolicy(maximum_attempts=1),
                     summary="are Postgres and Places back?",

@@ -118,6 +118,8 @@ class Call:
     # What the call was about: the status of finish_community / set_rollout_status /
     # finalize_rollout, the phase of mark_phase.
     detail: str | None = None
+    task_queue: str = ""  # the queue the attempt was dispatched from
+    fairness_key: str | None = None  # its Priority's fairness key
 
 
 # Runs in an activity attempt once it is recorded and past its gate; may raise or wait.
@@ -252,7 +254,7 @@ class FakeRolloutDb:
         ]
 
     def places_activities(self) -> list[Callable[..., Any]]:
-        """The fakes for the `rollout-places` task queue's worker."""
+        """The fakes for the places task queues' workers."""
         return [
             self.places_search_page,
             self.places_buy,
@@ -275,6 +277,8 @@ class FakeRolloutDb:
             workflow_id=info.workflow_id or "",
             workflow_run_id=info.workflow_run_id or "",
             detail=detail,
+            task_queue=info.task_queue,
+            fairness_key=info.priority.fairness_key,
         )
         self.calls.append(call)
         try:

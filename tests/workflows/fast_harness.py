@@ -8,7 +8,7 @@ timer to timer while the test awaits a workflow result (`FastRollout.result`) or
 community held inside an activity stays there however long the test takes.
 
 `FastRollout.running` starts the workers of one test (the real workflows, the test's fakes
-on the `rollout` and `rollout-places` queues the workflows hard-code) and on the way out
+on the `rollout` queue and the places queues the workflows hard-code) and on the way out
 terminates whatever the test left running, so the workers stop with nothing in flight.
 """
 
@@ -37,6 +37,7 @@ from temporalio.worker import Worker
 from activities.children import ChildWatchActivities
 from rollout.contract import (
     PLACES_TASK_QUEUE,
+    PLACES_TASK_QUEUES,
     ROLLOUT_TASK_QUEUE,
     SearchAttribute,
     community_workflow_id,
@@ -118,13 +119,16 @@ class FastRollout:
                 default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
             ),
             Worker(env.client, task_queue=HOLDER_TASK_QUEUE, workflows=[IdHolder]),
-            Worker(
-                env.client,
-                task_queue=PLACES_TASK_QUEUE,
-                activities=db.places_activities(),
-                disable_eager_activity_execution=True,
-                max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-                default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+            *(
+                Worker(
+                    env.client,
+                    task_queue=queue,
+                    activities=db.places_activities(),
+                    disable_eager_activity_execution=True,
+                    max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                    default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                )
+                for queue in (*PLACES_TASK_QUEUES.values(), PLACES_TASK_QUEUE)
             ),
         ]
         async with contextlib.AsyncExitStack() as stack:

@@ -118,6 +118,9 @@ class DiscoveryCarry(BaseModel):
     run_key: str | None = None
     purchases: int | None = None  # lines of the purchase list (None: still exploring)
     next_purchase: int = 0
+    # The list's first `purchase_searches` lines are searches, the rest Place Details (None:
+    # a carry from before it was kept).
+    purchase_searches: int | None = None
 
 
 class DiscoveryInput(BaseModel):
@@ -150,7 +153,9 @@ class PurchaseListRequest(BaseModel):
 class PurchaseList(BaseModel):
     """What the planned purchase list holds (the lines themselves stay in Postgres)."""
 
-    lines: int  # searches + details, numbered 0..lines-1
+    # Numbered 0..lines-1: the searches first, then the Place Details (a line's number says
+    # which Places method buys it, and so the queue it goes to).
+    lines: int
     searches: int
     pages: int
     details: int
