@@ -315,7 +315,7 @@ def _print_stack(stack: EmbeddedStack, communities: int, places_url: str) -> Non
     console.print(f"  Web UI     {stack.ui_url}")
     console.print(f"  Postgres   {pg}: {stack.database_url}")
     console.print(f"  Places     {places_url}")
-    console.print("  Worker     both task queues (rollout, rollout-places)")
+    console.print("  Worker     every task queue (rollout, and one per Places method)")
     console.print(f"  Data       {communities:,} communities seeded; logs in {stack.log_dir}")
     console.print("In another shell:")
     for key, value in stack.environment().items():

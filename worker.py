@@ -526,7 +526,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     if args:
         usage = (
             "usage: rollout-worker [--health]\n"
-            "  runs the rollout worker on both task queues (settings from the environment "
+            "  runs the rollout worker on every task queue (settings from the environment "
             "and ./.env); --health: exit 0 if it is running\n"
         )
         asked = args in (["-h"], ["--help"])

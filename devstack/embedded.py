@@ -375,7 +375,8 @@ class TemporalDevServer:
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.ui_port}"
 
-    def start(self) -> None:
+    def argv(self) -> list[str]:
+        """The dev server's command line."""
         argv = [
             temporal_cli(), "server", "start-dev",
             "--ip", "127.0.0.1", "--port", str(self.port), "--ui-port", str(self.ui_port),
@@ -388,9 +389,13 @@ class TemporalDevServer:
         for key, value in DEV_SERVER_DYNAMIC_CONFIG.items():
             argv += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
         if self.db_file is not None:
-            self.db_file.parent.mkdir(parents=True, exist_ok=True)
             argv += ["--db-filename", str(self.db_file)]
-        self.process = ManagedProcess("temporal", argv, self.log_dir / "temporal.log")
+        return argv
+
+    def start(self) -> None:
+        if self.db_file is not None:
+            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        self.process = ManagedProcess("temporal", self.argv(), self.log_dir / "temporal.log")
         self.process.start()
         _wait_until(f"Temporal on {self.address}", self.process, self._ready, 90)
 

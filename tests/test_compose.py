@@ -439,9 +439,11 @@ def test_dashboards_are_json_and_query_the_metrics_the_worker_exports() -> None:
     assert latency
     for query in latency:
         assert query.startswith("histogram_quantile(")
+        # One line per places queue (one per Places method).
+        assert "sum by (le, task_queue)" in query
         assert (
-            f'temporal_activity_schedule_to_start_latency_seconds_bucket{{task_queue="{PLACES_TASK_QUEUE}"}}'
-            in query
+            'temporal_activity_schedule_to_start_latency_seconds_bucket{task_queue=~"'
+            f'{PLACES_TASK_QUEUE}.*"}}' in query
         )
     # Every panel reads the provisioned Prometheus.
     datasources = yaml.safe_load(
