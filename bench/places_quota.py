@@ -16,7 +16,7 @@ With --refresh-details (ENRICHMENT_FRESH_DAYS=0) phase 4 makes a Place Details f
 business, so Place Details is busy beside the Text Searches of the communities behind;
 --demo-categories (the demo's short category list) brings communities to phase 4 sooner.
 
-Before the rollout the emulator generates the state's communities (`warm_emulator`;
+Before the rollout the emulator generates the state's communities (devstack's `warm_emulator`;
 --cold-emulator skips it): generating one stalls its single thread, and requests that
 arrive meanwhile would be counted in a bunch, a stall Google's servers do not have.
 
@@ -60,8 +60,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from devstack.embedded import EmbeddedStack, StackConfig, free_port
-from devstack.services import DEMO_DISCOVERY, start_emulator, start_worker, worker_environment
-from rollout.communities import load_communities, seed_from_data_file
+from devstack.services import (
+    DEMO_DISCOVERY,
+    start_emulator,
+    start_worker,
+    warm_emulator,
+    worker_environment,
+)
+from rollout.communities import seed_from_data_file
 from rollout.contract import PLACES_TASK_QUEUE, PLACES_TASK_QUEUES, state_workflow_id
 from rollout.db.migrate import upgrade
 from rollout.payloads import StateRolloutInput
@@ -251,19 +257,6 @@ async def terminate_running(client: Client) -> None:
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         with contextlib.suppress(Exception):  # closed meanwhile
             await handle.terminate("benchmark over")
-
-
-def warm_emulator(sim_url: str, state: str) -> int:
-    """Have the emulator generate the state's communities now (GET /sim/world, no quota).
-    It generates a community on the first request that touches it, a fraction of a second
-    of its one thread each (more on a busy machine), during which it reads no request: the
-    requests queued meanwhile are then counted in a bunch, closer together than they were
-    sent, which Google's servers do not do."""
-    ids = [c.id for c in load_communities(state)]
-    with httpx.Client(base_url=sim_url, timeout=120) as http:
-        for community_id in ids:
-            http.get("/sim/world", params={"community_id": community_id}).raise_for_status()
-    return len(ids)
 
 
 @dataclass

@@ -43,7 +43,13 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from devstack.embedded import EmbeddedStack, StackConfig, free_port
-from devstack.services import DEMO_DISCOVERY, start_emulator, start_worker, worker_environment
+from devstack.services import (
+    DEMO_DISCOVERY,
+    start_emulator,
+    start_worker,
+    warm_emulator,
+    worker_environment,
+)
 from rollout.communities import seed_from_data_file
 from rollout.contract import ROLLOUT_TASK_QUEUE, state_workflow_id
 from rollout.db.migrate import upgrade
@@ -133,6 +139,8 @@ def prepare(args: argparse.Namespace, stack: EmbeddedStack, console: Console) ->
         console.print(f"{seeded.communities} {state} communities seeded")
     extra = ["--cache-businesses", str(args.cache_businesses)]
     sim_url = start_emulator(stack, free_port(), seed=1, qpm=args.qpm, extra=extra)
+    for state in args.states:  # (see devstack.services.warm_emulator)
+        warm_emulator(sim_url, state)
     extra_env = {"PLACES_QPM": str(args.qpm), "LOG_LEVEL": "WARNING"}
     if args.demo_categories:
         extra_env |= DEMO_DISCOVERY

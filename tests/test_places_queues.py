@@ -56,13 +56,13 @@ def test_the_clusters_dynamic_config_gives_each_places_queue_the_same() -> None:
         assert scoped == dict.fromkeys(PLACES_QUEUES, value), key
 
 
-async def describe(client: Client, queue: str, **what: bool) -> Any:
+async def describe(client: Client, queue: str, *, config: bool = False) -> Any:
     return await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(
             namespace="default",
             task_queue=TaskQueue(name=queue),
             task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-            **what,
+            report_config=config,
         )
     )
 
@@ -93,7 +93,7 @@ async def test_each_methods_queue_carries_its_own_quota_as_the_servers_rate_limi
         while True:
             seen = {}
             for queue in expected:
-                answer = await describe(client, queue, report_config=True)
+                answer = await describe(client, queue, config=True)
                 limit = answer.effective_rate_limit
                 seen[queue] = (
                     round(limit.requests_per_second, 3),
