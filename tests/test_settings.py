@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rollout.places.pricing import Endpoint
 from rollout.settings import Settings
 
 
@@ -75,4 +76,21 @@ def test_sections_read_the_same_flat_names(monkeypatch: pytest.MonkeyPatch, tmp_
     # A bad value in a section is refused when the settings are read, naming it.
     monkeypatch.setenv("DISCOVERY_DENSE_CATEGORIES", '["not_a_place_type"]')
     with pytest.raises(ValueError, match="not_a_place_type"):
+        Settings()
+
+
+def test_each_places_method_has_places_qpm_unless_its_own_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("PLACES_QPM", "900")
+    monkeypatch.setenv("PLACES_QPM_GET_PLACE", "3000")
+    settings = Settings()
+    assert {m: settings.places_qpm_of(m) for m in Endpoint} == {
+        Endpoint.SEARCH_TEXT: 900,
+        Endpoint.SEARCH_NEARBY: 900,
+        Endpoint.GET_PLACE: 3000,
+    }
+    monkeypatch.setenv("PLACES_QPM_SEARCH_TEXT", "0")
+    with pytest.raises(ValueError, match="places_qpm_search_text"):
         Settings()
