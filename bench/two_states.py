@@ -78,7 +78,7 @@ BY_STATE = text(
 )
 
 
-async def refused(http: httpx.AsyncClient) -> dict[str, int]:
+async def refusals(http: httpx.AsyncClient) -> dict[str, int]:
     """The emulator's 429 answers so far, by method."""
     stats = (await http.get("/sim/stats")).json()
     return {m: sum(int(n) for n in by.values()) for m, by in stats["rate_limited"].items()}
@@ -169,7 +169,7 @@ async def drive(
         async with engine.connect() as conn:
             result = await conn.execute(BY_STATE)
             requests = {(str(s), str(m)): int(n) for s, m, n in result}
-        counts.append(Count(time.monotonic(), requests, await refused(http)))
+        counts.append(Count(time.monotonic(), requests, await refusals(http)))
 
     try:
         for state, batch_size in zip(args.states, args.batch_sizes, strict=True):
