@@ -2,7 +2,7 @@
 listings whose enrichment fields are stale (skipped with skip_enrichment).
 
 CommunityEnrichmentWorkflow lists the targets (`phase4_targets`), makes one request per
-`places_enrich` activity on the rate-limited `rollout-places` queue, and totals up
+`places_enrich` activity on the rate-limited Place Details queue, and totals up
 (`phase4_finish`). Workflows list business ids only, never place ids.
 """
 
@@ -92,7 +92,7 @@ class EnrichmentActivities:
 
     @activity.defn(name="places_enrich")
     async def places_enrich(self, req: EnrichRequest) -> EnrichOutcome:
-        """One Place Details (on `rollout-places`): nothing when the business is fresh by
+        """One Place Details (on `rollout-places-get-place`): nothing when the business is fresh by
         now, which also makes a retry after a stored answer free."""
         async with self.sessions() as session:
             target = await stale_target(

@@ -3,7 +3,7 @@ enrichment is older than ENRICHMENT_FRESH_DAYS (phase 1's pages carry them when 
 a fresh rollout makes none of these requests; the business's own website is read in
 rollout/phases/enrichment/website.py).
 
-One Place Details per `places_enrich` activity on the rate-limited `rollout-places` queue
+One Place Details per `places_enrich` activity on the rate-limited Place Details queue
 (workflows/enrichment.py), so the quota holds for any number of workers, as phase 1's
 requests do.
 
