@@ -11,8 +11,8 @@ With the `cover` strategy (the default, see rollout/phases/discovery/planning.py
 stream is a free IDs-only probe whose ids the activity keeps in Postgres; when the frontier
 is empty an activity plans which probed pages to buy, and the workflow then buys the list's
 lines, which it knows only by number (the searches come first, then the Place Details, so
-the number says which method's queue a line goes to). The strategy comes from the recorded plan, so
-histories of either strategy replay.
+the number says which method's queue a line goes to). The strategy comes from the recorded
+plan, so histories of either strategy replay.
 """
 
 from __future__ import annotations
