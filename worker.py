@@ -34,7 +34,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+import httpx
+from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import (
     Client,
@@ -295,11 +296,37 @@ class Resources:
     billing: BillingLog
 
 
+# Connections of one worker process: its Places activities (up to the SDK's 100 at once)
+# hold one each only for a statement or two, so 20 (and as many more in a burst) keep up.
+WORKER_POOL_SIZE = 20
+
+
+def worker_engine(database_url: str) -> AsyncEngine:
+    # No pre-ping: it tripled the round trips of a Places activity's one write (issue #16).
+    # Every activity retries a connection error (a Postgres restart fails only the
+    # statements under way), and a billed answer's log row goes to the spool meanwhile.
+    return create_engine(database_url, pool_size=WORKER_POOL_SIZE, pre_ping=False)
+
+
+# Places activities this worker runs at once (the SDK's default), and so the most Places
+# connections it needs. The pool keeps them all open between requests: with httpx's default
+# of 20 kept, a busy worker closed and reopened a connection for most requests, and httpx
+# scans its whole pool on every request, so it holds no more than the activities can use.
+PLACES_CONCURRENCY = 100
+
+
+def places_client(base_url: str, api_key: SecretStr) -> PlacesClient:
+    limits = httpx.Limits(
+        max_connections=PLACES_CONCURRENCY, max_keepalive_connections=PLACES_CONCURRENCY
+    )
+    return PlacesClient(base_url, api_key, transport=httpx.AsyncHTTPTransport(limits=limits))
+
+
 @contextlib.asynccontextmanager
 async def resources(settings: Settings) -> AsyncIterator[Resources]:
-    engine = create_engine(settings.database_url, pool_size=20)
+    engine = worker_engine(settings.database_url)
     sessions = session_factory(engine)
-    places = PlacesClient(settings.places_base_url, settings.places_api_key)
+    places = places_client(settings.places_base_url, settings.places_api_key)
     phase_settings = settings.phases
     fetcher = WebFetcher(phase_settings)
     seeding = SeedingActivities(sessions, phase_settings)

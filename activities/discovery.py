@@ -9,7 +9,8 @@ number of workers. The cover strategy's probed ids and purchase list live in Pos
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
@@ -35,6 +36,7 @@ from rollout.db.models import (
     DiscoverySighting,
     Region,
 )
+from rollout.db.page_writes import PageSighting, PageStore, write_bought_page
 from rollout.db.usage import BilledRequest
 from rollout.payloads import PhaseInput, PhaseResult
 from rollout.phases.discovery.cover import ProbedSearch, plan_cover
@@ -59,7 +61,7 @@ from rollout.places.errors import (
     NotFoundError,
     PlacesError,
 )
-from rollout.places.models import DetailsResult, SearchPage
+from rollout.places.models import DetailsResult, Place, SearchPage
 from rollout.places.pricing import Endpoint, request_cost, sku_for
 from rollout.status import Phase, PhaseStatus
 
@@ -70,6 +72,45 @@ async def _region_of(session: AsyncSession, community_rollout_id: int) -> Region
         select(CommunityRollout.community_id).where(CommunityRollout.id == community_rollout_id)
     )
     return None if community_id is None else await primary_region(session, community_id)
+
+
+# A purchase-list line, read without a transaction (one round trip).
+_PURCHASE_LINE = select(
+    DiscoveryPurchase.task, DiscoveryPurchase.place_id, DiscoveryPurchase.pages
+).where(
+    DiscoveryPurchase.run_key == bindparam("run_key"),
+    DiscoveryPurchase.seq == bindparam("seq"),
+)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a bought page's rows go."""
+
+    run_key: str | None  # cover strategy: the page's ids are kept under this key
+    task: SearchTask | None  # None: one place's details
+    page_number: int
+    community_id: int
+    region_id: int
+    store: bool  # the places go into `businesses` (a paid page, not a probe)
+    key: str | None = None  # the sighting's task key, when not the task's own
+
+    def sighting(self) -> PageSighting | None:
+        if self.run_key is None:
+            return None
+        task = self.task
+        return PageSighting(
+            run_key=self.run_key,
+            task_key=self.key or (task.key if task else ""),
+            page_number=self.page_number,
+            paid=task is None or not task.probe,
+            task=task.model_dump(mode="json") if task else {},
+        )
+
+    def page_store(self) -> PageStore | None:
+        if not self.store:
+            return None
+        return PageStore(community_id=self.community_id, region_id=self.region_id)
 
 
 class DiscoveryActivities:
@@ -117,25 +158,22 @@ class DiscoveryActivities:
             lambda: search_page(
                 self.places, req.task, req.page_token, paid_mask=self.settings.search_mask
             ),
-        )
-        assert answer is not None  # only Place Details answers None (NOT_FOUND)
-        new = answer.new_in_region
-        if new is None:
-            new = await self._store_page(
-                answer,
-                req.run_key,
-                req.task,
-                req.page_number,
+            _Target(
+                run_key=req.run_key,
+                task=req.task,
+                page_number=req.page_number,
                 community_id=req.community_id,
                 region_id=req.region_id,
                 store=not req.task.probe,
-            )
+            ),
+        )
+        assert answer is not None  # only Place Details answers None (NOT_FOUND)
         if req.throttle_ms:
             await asyncio.sleep(req.throttle_ms / 1000)
         return PageOutcome(
             result_count=answer.result_count,
             next_page_token=answer.next_page_token,
-            new_in_region=new,
+            new_in_region=answer.new_in_region or 0,
             sku=answer.sku,
             cost_usd=answer.cost,
         )
@@ -258,8 +296,11 @@ class DiscoveryActivities:
     async def places_buy(self, req: BuyRequest) -> PageOutcome:
         """One paid request of the purchase list: a page of a probed search (with the
         listing fields), or one place's details."""
-        async with self.sessions.begin() as session:
-            line = await session.get(DiscoveryPurchase, (req.run_key, req.seq))
+        async with self.sessions() as session:
+            conn = await answers.autocommit(session)  # one read: no transaction around it
+            line = (
+                await conn.execute(_PURCHASE_LINE, {"run_key": req.run_key, "seq": req.seq})
+            ).first()
         if line is None:
             raise ApplicationError(
                 f"no purchase {req.seq} under {req.run_key}",
@@ -281,30 +322,31 @@ class DiscoveryActivities:
                 paid_mask=self.settings.search_mask,
             )
         endpoint = (Endpoint.GET_PLACE if task is None else Endpoint.SEARCH_TEXT).value
-        answer = await self._buy(req.community_rollout_id, endpoint, request)
-        if answer is None:
-            # Gone since it was sighted (closed for good, or merged): nothing to buy.
-            activity.logger.warning("place %s no longer exists", place_id)
-            return PageOutcome(result_count=0, sku="-", cost_usd=Decimal(0))
-        new = answer.new_in_region
-        if new is None:
-            new = await self._store_page(
-                answer,
-                req.run_key,
-                task,
-                req.page_number,
+        answer = await self._buy(
+            req.community_rollout_id,
+            endpoint,
+            request,
+            _Target(
+                run_key=req.run_key,
+                task=task,
+                page_number=req.page_number,
                 community_id=req.community_id,
                 region_id=req.region_id,
                 store=True,
                 key=f"details:{place_id}" if task is None else None,
-            )
+            ),
+        )
+        if answer is None:
+            # Gone since it was sighted (closed for good, or merged): nothing to buy.
+            activity.logger.warning("place %s no longer exists", place_id)
+            return PageOutcome(result_count=0, sku="-", cost_usd=Decimal(0))
         next_token = answer.next_page_token if req.page_number < line.pages else None
         if req.throttle_ms:
             await asyncio.sleep(req.throttle_ms / 1000)
         return PageOutcome(
             result_count=answer.result_count,
             next_page_token=next_token,
-            new_in_region=new,
+            new_in_region=answer.new_in_region or 0,
             sku=answer.sku,
             cost_usd=answer.cost,
         )
@@ -314,18 +356,24 @@ class DiscoveryActivities:
         community_rollout_id: int,
         endpoint: str,
         request: Callable[[], Awaitable[SearchPage | DetailsResult]],
+        target: _Target,
     ) -> KeptAnswer | None:
-        """This activity's answer: the one an earlier attempt bought and kept, or a new
-        request, logged and kept before anything else happens; None for NOT_FOUND.
+        """This activity's answer, stored: the one an earlier attempt bought and kept (stored
+        now if it was not yet), or a new request, logged and stored before anything else
+        happens; None for NOT_FOUND.
 
         The kept answer is looked up first, which also fails fast, before anything is
         bought, while Postgres is out."""
         info = activity.info()
-        await self.billing.keep_unkept(request_id(info))
+        rid = request_id(info)
+        await self.billing.keep_unkept(rid)
         async with self.sessions() as session:
-            kept = await answers.load(session, request_id(info))
+            kept = await answers.load(session, rid)
         if kept is not None:
-            return kept
+            if kept.stored:
+                return kept
+            new = await self._store_page(kept, target)
+            return kept.model_copy(update={"new_in_region": new})
         try:
             billed = await request()
         except PlacesError as error:
@@ -346,14 +394,6 @@ class DiscoveryActivities:
             places, token = billed.places, billed.next_page_token
         else:
             places, token = (billed.place,), None
-        answer = KeptAnswer.of(
-            request_id(info),
-            community_rollout_id,
-            sku=billed.sku,
-            cost=billed.cost,
-            places=places,
-            next_page_token=token,
-        )
         usage = BilledRequest(
             request_key=attempt_key(info),
             community_rollout_id=community_rollout_id,
@@ -363,8 +403,42 @@ class DiscoveryActivities:
             result_count=len(places),
             http_status=billed.http_status,
         )
-        await self.billing.record(usage, answer)
-        return answer
+        try:
+            # The usual way: the log row, the page's rows and the answer as stored, in one
+            # statement.
+            async with self.sessions.begin() as session:
+                new = await write_bought_page(
+                    session,
+                    usage,
+                    request_id=rid,
+                    places=places,
+                    next_page_token=token,
+                    sighting=target.sighting(),
+                    store=target.page_store(),
+                )
+        except Exception as exc:
+            # Nothing of it was written. The careful way: the log row and the answer kept
+            # first (or spooled, if Postgres is out), then the places; a retry finds it.
+            activity.logger.warning("page not stored in one write (%s); logging it first", exc)
+            answer = KeptAnswer.of(
+                rid,
+                community_rollout_id,
+                sku=billed.sku,
+                cost=billed.cost,
+                places=places,
+                next_page_token=token,
+            )
+            await self.billing.record(usage, answer)
+            new = await self._store_page(answer, target, places)
+        return KeptAnswer(
+            request_id=rid,
+            community_rollout_id=community_rollout_id,
+            sku=billed.sku,
+            cost=billed.cost,
+            next_page_token=token,
+            result_count=len(places),
+            new_in_region=new,
+        )
 
     @activity.defn(name="discovery_cover_check")
     async def discovery_cover_check(self, req: PurchaseListRequest) -> int:
@@ -390,30 +464,25 @@ class DiscoveryActivities:
         return int(count or 0)
 
     async def _store_page(
-        self,
-        answer: KeptAnswer,
-        run_key: str | None,
-        task: SearchTask | None,
-        page_number: int,
-        *,
-        community_id: int,
-        region_id: int,
-        store: bool,
-        key: str | None = None,
+        self, answer: KeptAnswer, target: _Target, places: Sequence[Place] | None = None
     ) -> int:
-        """In one transaction: the page's ids under the exploration's key (a retry replaces
-        them), its places in `businesses` (unless a probe), and the answer marked stored."""
-        places = answer.parsed_places()
+        """The careful way, after the answer was logged and kept: in one transaction, the
+        page's ids under the exploration's key (a retry replaces them), its places in
+        `businesses` (unless a probe), and the answer marked stored."""
+        if places is None:
+            places = answer.parsed_places()
+        sighting = target.sighting()
+        store = target.page_store()
         new = 0
         async with self.sessions.begin() as session:
-            if run_key is not None and places:
+            if sighting is not None and places:
                 stmt = insert(DiscoverySighting).values(
-                    run_key=run_key,
+                    run_key=sighting.run_key,
                     community_rollout_id=answer.community_rollout_id,
-                    task_key=key or (task.key if task else ""),
-                    page_number=page_number,
-                    paid=task is None or not task.probe,
-                    task=task.model_dump(mode="json") if task else {},
+                    task_key=sighting.task_key,
+                    page_number=sighting.page_number,
+                    paid=sighting.paid,
+                    task=sighting.task,
                     place_ids=[p.id for p in places],
                 )
                 await session.execute(
@@ -422,13 +491,13 @@ class DiscoveryActivities:
                         set_={"place_ids": stmt.excluded.place_ids},
                     )
                 )
-            if store and places:
+            if store is not None and places:
                 new = await upsert_places(
                     session,
                     places,
-                    community_id=community_id,
-                    region_id=region_id,
-                    enriched=True,
+                    community_id=store.community_id,
+                    region_id=store.region_id,
+                    enriched=store.enriched,
                 )
             await answers.mark_stored(session, answer.request_id, new)
         return new

@@ -80,7 +80,7 @@ def _read_stat(pid: int) -> ProcStat | None:
     )
 
 
-def _all_stats() -> dict[int, ProcStat]:
+def all_stats() -> dict[int, ProcStat]:
     stats: dict[int, ProcStat] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -145,7 +145,7 @@ class Sample:
 
 
 def sample(processes: dict[str, int], worker_pid: int) -> Sample:
-    stats = _all_stats()
+    stats = all_stats()
     busy, total = machine_busy_s()
     threads = threads_cpu_s(worker_pid)
     cpu = {name: tree_cpu_s(pid, stats) for name, pid in processes.items()}

@@ -58,10 +58,12 @@ def _row(place: Place, community_id: int) -> dict[str, object]:
 # more CPU than the database spends writing; bench/upsert_writes.py). The region links go in
 # the same statement. `types` travels as one comma-joined string per place (Postgres arrays
 # are rectangular, so an array of arrays cannot carry lists of different lengths); Places type
-# names never contain commas.
-_UPSERT = text(
-    f"""
-    WITH input AS (
+# names never contain commas. It is written as common table expressions (`input`,
+# `upserted`, and `linked`: the region links it added), so phase 1 can write a page's places
+# in the same statement as the page's other rows (rollout/db/page_writes.py). Column names
+# are this module's constants; every value is bound.
+UPSERT_CTES = f"""
+    input AS (
         SELECT * FROM unnest(
             CAST(:place_id AS text[]), CAST(:name AS text[]), CAST(:formatted_address AS text[]),
             CAST(:latitude AS float8[]), CAST(:longitude AS float8[]),
@@ -89,13 +91,30 @@ _UPSERT = text(
             enriched_at = coalesce(excluded.enriched_at, businesses.enriched_at),
             last_seen_at = now(), places_fetched_at = now(), updated_at = now()
         RETURNING id
+    ),
+    linked AS (
+        INSERT INTO business_region (business_id, region_id)
+        SELECT id, :region_id FROM upserted
+        ON CONFLICT DO NOTHING
+        RETURNING business_id
     )
-    INSERT INTO business_region (business_id, region_id)
-    SELECT id, :region_id FROM upserted
-    ON CONFLICT DO NOTHING
-    RETURNING business_id
-    """  # column names are this module's constants; every value is bound
-)
+"""
+_UPSERT = text(f"WITH {UPSERT_CTES} SELECT count(*) FROM linked")
+
+
+def upsert_parameters(
+    places: Sequence[Place], *, community_id: int, region_id: int, enriched: bool = False
+) -> dict[str, object]:
+    """The bound values of UPSERT_CTES for `places` (each id once)."""
+    unique = list({p.id: p for p in places}.values())  # a page never repeats an id
+    columns = [place_columns(p) for p in unique]
+    params: dict[str, object] = {c: [row[c] for row in columns] for c in _REFRESHED if c != "types"}
+    params["place_id"] = [p.id for p in unique]
+    params["types"] = [",".join(p.types or ()) for p in unique]
+    params["enrichment"] = [json.dumps(p.enrichment()) if enriched else None for p in unique]
+    params["community_id"] = community_id
+    params["region_id"] = region_id
+    return params
 
 
 async def upsert_places(
@@ -114,19 +133,12 @@ async def upsert_places(
     with the enrichment fields, so `enrichment` is replaced by what it carried (even
     nothing: Google has no hours for that place) and `enriched_at` stamped.
     """
-    unique = list({p.id: p for p in places}.values())  # a page never repeats an id
-    if not unique:
+    if not places:
         return 0
-    rows = [_row(p, community_id) for p in unique]
-    columns: dict[str, object] = {
-        c: [r[c] for r in rows] for c in ("place_id", *_REFRESHED) if c != "types"
-    }
-    columns["types"] = [",".join(p.types or ()) for p in unique]
-    columns["enrichment"] = [json.dumps(p.enrichment()) if enriched else None for p in unique]
-    linked = await session.execute(
-        _UPSERT, {**columns, "community_id": community_id, "region_id": region_id}
+    params = upsert_parameters(
+        places, community_id=community_id, region_id=region_id, enriched=enriched
     )
-    return len(linked.all())
+    return int((await session.execute(_UPSERT, params)).scalar_one())
 
 
 async def primary_region(session: AsyncSession, community_id: int) -> Region | None:

@@ -15,12 +15,16 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
-def create_engine(database_url: str, *, pool_size: int = 5) -> AsyncEngine:
+def create_engine(database_url: str, *, pool_size: int = 5, pre_ping: bool = True) -> AsyncEngine:
+    """`pre_ping`: test each connection as it leaves the pool (three round trips: BEGIN, a
+    no-op, ROLLBACK). Without it a connection that a Postgres restart broke fails its
+    statement instead; the error invalidates every pooled connection of that time, so only
+    the statements already under way fail, each retried as a connection error."""
     return create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         # Fail fast with a clear error rather than hang when the server is unreachable.
         connect_args={"timeout": 10},
     )

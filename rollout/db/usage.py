@@ -64,3 +64,33 @@ async def log_billed(session: AsyncSession, billed: BilledRequest) -> bool:
         .returning(RolloutApiUsage.id)
     )
     return result.scalar_one_or_none() is not None
+
+
+# log_billed as a common table expression (`usage`), for a statement that writes the log row
+# together with what the answer brought (rollout/db/page_writes.py): one atomic write.
+USAGE_CTE = """
+    usage AS (
+        INSERT INTO rollout_api_usage (request_key, community_rollout_id, provider, endpoint,
+                                       sku, request_count, cost, result_count, http_status,
+                                       outcome)
+        VALUES (:usage_request_key, :usage_community_rollout_id, :usage_provider,
+                :usage_endpoint, :usage_sku, 1, CAST(:usage_cost AS numeric),
+                :usage_result_count, :usage_http_status, :usage_outcome)
+        ON CONFLICT (request_key) DO NOTHING
+    )
+"""
+
+
+def usage_parameters(billed: BilledRequest) -> dict[str, object]:
+    """The bound values of USAGE_CTE."""
+    return {
+        "usage_request_key": billed.request_key,
+        "usage_community_rollout_id": billed.community_rollout_id,
+        "usage_provider": billed.provider,
+        "usage_endpoint": billed.endpoint,
+        "usage_sku": billed.sku,
+        "usage_cost": billed.cost,
+        "usage_result_count": billed.result_count,
+        "usage_http_status": billed.http_status,
+        "usage_outcome": billed.outcome.value,
+    }

@@ -24,7 +24,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.billing import BillingLog
 from activities.discovery import DiscoveryActivities
 from activities.records import RolloutRecordActivities
-from rollout.db.models import Business, PlacesAnswer, RolloutApiUsage
+from rollout.db.models import Business, DiscoverySighting, PlacesAnswer, RolloutApiUsage
 from rollout.db.usage import BilledRequest
 from rollout.db.usage_spool import UsageSpool
 from rollout.payloads import CommunityFinish
@@ -162,18 +162,20 @@ async def test_a_bought_page_is_not_bought_again_after_a_database_error(
     env = ActivityEnvironment()
     async with rig(engine, sim, tmp_path) as r:
         req = page_request(r.seeded)
-        # The first begin() logs the purchase; the second (storing the places) fails.
+        # The first begin(), the page's one write (log row, places, answer), fails: nothing
+        # of it is written. The second logs the purchase and keeps the answer; the third
+        # (storing the places) fails.
         original = r.flaky.begin
         calls = 0
 
-        def fail_second() -> Any:
+        def fail_first_and_third() -> Any:
             nonlocal calls
             calls += 1
-            if calls == 2:
+            if calls in (1, 3):
                 raise OperationalError("INSERT", None, ConnectionResetError("reset"))
             return original()
 
-        r.flaky.begin = fail_second  # type: ignore[method-assign]
+        r.flaky.begin = fail_first_and_third  # type: ignore[method-assign]
         with pytest.raises(OperationalError):
             await env.run(r.acts.places_search_page, req)
         r.flaky.begin = original  # type: ignore[method-assign]
@@ -260,6 +262,50 @@ async def test_a_bought_page_carries_the_enrichment_fields_at_no_extra_cost(
     await assert_log_equals_bill(r.seeded, sim)
 
 
+async def test_a_page_is_logged_and_stored_in_one_write(
+    engine: AsyncEngine, sim: Sim, tmp_path: Path
+) -> None:
+    """The usual way (issue #16): one transaction per page, holding the log row, the page's
+    ids under the exploration, its places (a paid page) and the answer kept as stored."""
+    async with rig(engine, sim, tmp_path) as r:
+        original = r.flaky.begin
+        calls = 0
+
+        def count() -> Any:
+            nonlocal calls
+            calls += 1
+            return original()
+
+        r.flaky.begin = count  # type: ignore[method-assign]
+        paid = page_request(r.seeded).model_copy(update={"run_key": "run-1"})
+        probe = paid.model_copy(update={"task": paid.task.model_copy(update={"probe": True})})
+        env = ActivityEnvironment()
+        probed = await env.run(r.acts.places_search_page, probe)
+        env.info = dataclasses.replace(env.info, activity_id="2")
+        bought = await env.run(r.acts.places_search_page, paid)
+        assert calls == 2
+        again = await env.run(r.acts.places_search_page, paid)  # a retry: the kept outcome
+    assert again == bought
+    assert calls == 2
+    assert probed.result_count == bought.result_count > 0
+    assert probed.new_in_region == 0
+    assert bought.new_in_region == bought.result_count
+    assert sim.billing()["total_requests"] == 2
+    await assert_log_equals_bill(r.seeded, sim)
+    async with r.seeded.sessions() as session:
+        sightings = (await session.scalars(select(DiscoverySighting))).all()
+        kept = (await session.scalars(select(PlacesAnswer))).all()
+        businesses = await session.scalar(select(func.count()).select_from(Business))
+    assert sorted(s.paid for s in sightings) == [False, True]
+    assert all(len(s.place_ids) == bought.result_count for s in sightings)
+    assert all(s.task["label"] == "restaurant" for s in sightings)
+    assert businesses == bought.result_count
+    assert sorted((a.places, a.new_in_region) for a in kept) == [
+        (None, 0),
+        (None, bought.result_count),
+    ]
+
+
 async def test_a_spooled_line_the_log_refuses_stays_spooled_and_the_rest_is_written(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
@@ -294,7 +340,9 @@ async def test_a_community_that_ends_forgets_its_kept_answers(
         def fail_store() -> Any:
             nonlocal calls
             calls += 1
-            if calls == 2:  # the log row and the answer commit; storing the places fails
+            # The page's one write fails; the log row and the answer commit (the second);
+            # storing the places fails (the third).
+            if calls in (1, 3):
                 raise OperationalError("INSERT", None, ConnectionResetError("reset"))
             return original()
 
