@@ -92,14 +92,12 @@ from rollout.settings import (
     describe_settings_error,
     get_settings,
 )
-from workflows import (
-    CommunityDiscoveryWorkflow,
-    CommunityEnrichmentWorkflow,
-    CommunityRolloutWorkflow,
-    OutboxRelayWorkflow,
-    PlacesRetentionWorkflow,
-    StateRolloutWorkflow,
-)
+from workflows.community_rollout import CommunityRolloutWorkflow
+from workflows.discovery import CommunityDiscoveryWorkflow
+from workflows.enrichment import CommunityEnrichmentWorkflow
+from workflows.outbox_relay import OutboxRelayWorkflow
+from workflows.retention import PlacesRetentionWorkflow
+from workflows.state_rollout import StateRolloutWorkflow
 
 log = logging.getLogger("worker")
 
