@@ -194,12 +194,13 @@ async def scan_community(
     async def worker() -> None:
         # One shared iterator: next() never awaits, so workers cannot take the same target.
         for target in queue:
-            outcome = await scan_site(
-                fetcher,
-                target.website,
-                feed_paths=settings.scan_feed_paths,
-                deadline_s=settings.scan_site_deadline_s,
-            )
+            async with fetcher.sites:
+                outcome = await scan_site(
+                    fetcher,
+                    target.website,
+                    feed_paths=settings.scan_feed_paths,
+                    deadline_s=settings.scan_site_deadline_s,
+                )
             pending.append((target.business_id, outcome))
             if (
                 len(pending) >= FLUSH_ROWS

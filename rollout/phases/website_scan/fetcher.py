@@ -146,6 +146,11 @@ class WebFetcher:
             settings.scan_max_concurrency, settings.scan_per_host_concurrency
         )
         self.user_agent = settings.scan_user_agent
+        # Sites being scanned at once in this process, whatever the communities. A site's
+        # deadline starts once it holds one: it measures the site, not the queue of every
+        # community scanning in the worker (20 communities, 32 sites each, behind 32
+        # request slots made sites that answer in a second "time out").
+        self.sites = asyncio.Semaphore(settings.scan_max_concurrency)
         self._client = httpx.AsyncClient(
             transport=GuardedTransport(
                 self.policy,
