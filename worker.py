@@ -306,11 +306,13 @@ def worker_engine(database_url: str) -> AsyncEngine:
     return create_engine(database_url, pool_size=WORKER_POOL_SIZE, pre_ping=False)
 
 
-# Places activities this worker runs at once (the SDK's default), and so the most Places
-# connections it needs. The pool keeps them all open between requests: with httpx's default
-# of 20 kept, a busy worker closed and reopened a connection for most requests, and httpx
-# scans its whole pool on every request, so it holds no more than the activities can use.
-PLACES_CONCURRENCY = 100
+# Places activities this worker runs at once on each places queue, and the most Places
+# connections it keeps. Above the SDK's default of 100: a rollout keeps a batch of
+# communities' search streams in flight (20 x 16 at most), and a task that finds no free
+# slot waits in the server's backlog (written to its store and read back) instead of being
+# handed to a waiting poll. The pool keeps the connections open between requests: with
+# httpx's default of 20 kept, a busy worker closed and reopened one for most requests.
+PLACES_CONCURRENCY = 320
 
 
 def places_client(base_url: str, api_key: SecretStr) -> PlacesClient:
@@ -447,6 +449,7 @@ def create_workers(client: Client, settings: Settings, res: Resources) -> list[W
             client,
             task_queue=queue,
             activities=places_activities,
+            max_concurrent_activities=PLACES_CONCURRENCY,
             interceptors=[OutageInterceptor()],
             # The server enforces it for the whole queue, whichever worker polls: every
             # worker must be given the same quota.

@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import func, select
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -47,6 +48,8 @@ from devstack.services import DEMO_DISCOVERY, start_emulator, start_worker, work
 from rollout.communities import seed_from_data_file
 from rollout.contract import state_workflow_id
 from rollout.db.migrate import upgrade_async
+from rollout.db.models import WebsiteScan
+from rollout.db.session import create_engine
 from rollout.payloads import RolloutSummary, StateRolloutInput
 from rollout.settings import Settings
 from workflows.state_rollout import StateRolloutWorkflow
@@ -277,6 +280,7 @@ class Result:
     workflows: int
     history_events: int
     rates: list[tuple[float, int]]
+    scans: Counter[str]
 
 
 def compile_tree() -> None:
@@ -286,6 +290,20 @@ def compile_tree() -> None:
     Docker image) leaves to happen on every run. Runs are compared with bytecode."""
     for package in ("workflows", "activities", "rollout"):
         compileall.compile_dir(PROJECT_ROOT / package, quiet=1)
+
+
+async def scan_statuses(database_url: str) -> Counter[str]:
+    """Website scans by status: phase 2's outcome, which a faster run must not change (a
+    site that times out under load is "unreachable" and has its feeds left unprobed)."""
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(WebsiteScan.status, func.count()).group_by(WebsiteScan.status)
+            )
+            return Counter({str(status): int(n) for status, n in rows})
+    finally:
+        await engine.dispose()
 
 
 async def run(args: argparse.Namespace) -> Result:
@@ -337,6 +355,7 @@ async def run(args: argparse.Namespace) -> Result:
                 after = (await http.get(f"{places_url}/sim/stats")).json()
                 metrics_after = (await http.get(metrics_url)).text
             histories = [w.history_length async for w in client.list_workflows("")]
+            scans = await scan_statuses(stack.database_url)
 
     wft = "temporal_workflow_task_execution_latency_seconds_count"
     act = "temporal_activity_execution_latency_seconds_count"
@@ -357,6 +376,7 @@ async def run(args: argparse.Namespace) -> Result:
         workflows=len(histories),
         history_events=sum(histories),
         rates=rates,
+        scans=scans,
     )
 
 
@@ -483,6 +503,8 @@ def report(args: argparse.Namespace, r: Result) -> None:
     rows = [
         ("communities", f"{s.completed:,} completed, {s.failed} failed", ""),
         ("businesses", f"{s.businesses:,}", ""),
+        ("news sources", f"{s.news_sources:,}", ""),
+        ("cost", f"${s.cost_usd:,.2f}", ""),
         ("wall time", f"{wall:,.1f} s", ""),
         ("Places requests (free ones included)", f"{requests:,}", ""),
         ("  of them billed", f"{r.billed:,}", ""),
@@ -504,6 +526,13 @@ def report(args: argparse.Namespace, r: Result) -> None:
     for row in rows:
         totals.add_row(*row)
     console.print(totals)
+
+    scans = Table(title="Website scans by status (phase 2's outcome)")
+    scans.add_column("status")
+    scans.add_column("sites", justify="right")
+    for status, count in sorted(r.scans.items()):
+        scans.add_row(status, f"{count:,}")
+    console.print(scans)
 
     kinds = Table(title="Activities by type (worker)")
     kinds.add_column("activity")

@@ -32,7 +32,8 @@ class EnrichmentInput(Payload):
     phase: PhaseInput
     places_retry: RetrySpec = Field(default_factory=default_places_retry)
     carry: EnrichmentCarry | None = None
-    streams: int = 4  # Place Details requests of one community in flight at once
+    # Place Details requests of one community in flight at once: many, as phase 1's streams.
+    streams: int = 16
     page_size: int = 200  # business ids per listing call
     continue_as_new_after_events: int | None = None  # test hook
 
