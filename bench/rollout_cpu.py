@@ -281,6 +281,7 @@ class Result:
     history_events: int
     rates: list[tuple[float, int]]
     scans: Counter[str]
+    worker_pid: int
 
 
 def compile_tree() -> None:
@@ -377,6 +378,7 @@ async def run(args: argparse.Namespace) -> Result:
         history_events=sum(histories),
         rates=rates,
         scans=scans,
+        worker_pid=worker_pid,
     )
 
 
@@ -409,7 +411,8 @@ def worker_threads_table(r: Result, wall: float, per_request: int, worker: float
     grouped: defaultdict[str, float] = defaultdict(float)
     for tid, (name, cpu) in r.end.worker_threads.items():
         before = r.start.worker_threads.get(tid, (name, 0.0))[1]
-        label = "main thread (Python event loop)" if tid == min(r.end.worker_threads) else name
+        # The main thread's id is the process id (the smallest id is not always it).
+        label = "main thread (Python event loop)" if tid == r.worker_pid else name
         grouped[label] += cpu - before
     exited = worker - sum(grouped.values())
     if abs(exited) >= 0.05:
