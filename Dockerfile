@@ -15,7 +15,10 @@ COPY requirements.lock ./
 RUN pip install --require-hashes --no-deps -r requirements.lock
 
 COPY . .
+# Bytecode compiled at build: the worker never writes it (PYTHONDONTWRITEBYTECODE), and the
+# workflow sandbox imports the workflow modules afresh for every workflow run.
 RUN pip install --no-deps . \
+    && python -m compileall -q /app \
     && useradd --system --uid 10001 rollout \
     && mkdir -p /var/lib/rollout && chown rollout /var/lib/rollout
 USER rollout
