@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import metrics
 from activities.billing import BillingLog, attempt_key, billed_failure, request_id
+from activities.heartbeat import Heartbeater
 from activities.places_errors import to_temporal_error
 from rollout.contract import ErrorType
 from rollout.db import answers, records
@@ -75,6 +76,9 @@ async def _region_of(session: AsyncSession, community_rollout_id: int) -> Region
 
 
 # A purchase-list line, read without a transaction (one round trip).
+# How often the purchase planning heartbeats (the workflow gives it a 30 s heartbeat timeout).
+PLANNING_HEARTBEAT_S = 10.0
+
 _PURCHASE_LINE = select(
     DiscoveryPurchase.task, DiscoveryPurchase.place_id, DiscoveryPurchase.pages
 ).where(
@@ -205,13 +209,16 @@ class DiscoveryActivities:
                 tasks[key] = task
         sighted = {i for got in pages.values() for page in got for i in page}
         known = await self._link_known(req.community_rollout_id, sighted)
-        cover = await asyncio.to_thread(
-            plan_cover,
-            [ProbedSearch(key, got) for key, got in pages.items()],
-            page_cost=request_cost(sku_for(Endpoint.SEARCH_TEXT, self.settings.search_mask)),
-            details_cost=request_cost(sku_for(Endpoint.GET_PLACE, self.settings.details_mask)),
-            exclude=known,
-        )
+        # Heartbeats while the plan is computed in a thread: a worker killed meanwhile is
+        # noticed in the workflow's heartbeat timeout, not the planning's five minutes.
+        async with Heartbeater(lambda: None, PLANNING_HEARTBEAT_S):
+            cover = await asyncio.to_thread(
+                plan_cover,
+                [ProbedSearch(key, got) for key, got in pages.items()],
+                page_cost=request_cost(sku_for(Endpoint.SEARCH_TEXT, self.settings.search_mask)),
+                details_cost=request_cost(sku_for(Endpoint.GET_PLACE, self.settings.details_mask)),
+                exclude=known,
+            )
         lines: list[dict[str, object]] = [
             {
                 "task": {**tasks[purchase.key], "probe": False},

@@ -38,6 +38,8 @@ RECORD_TIMEOUT = timedelta(seconds=30)
 # Planning a big city's purchases is CPU work on every id it sighted (New York: about 20 s
 # on a busy 2-core machine): longer than a write, and retried from scratch when cut off.
 PLANNING_TIMEOUT = timedelta(minutes=5)
+# ... and it heartbeats meanwhile: a worker killed under it is noticed in this time.
+PLANNING_HEARTBEAT = timedelta(seconds=30)
 RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -51,12 +53,16 @@ async def record(
     *,
     summary: str,
     start_to_close: timedelta = RECORD_TIMEOUT,
+    heartbeat: timedelta | None = None,
 ) -> R:
-    """Run a bookkeeping activity on the workflow's own task queue."""
+    """Run a bookkeeping activity on the workflow's own task queue (`heartbeat`: the
+    activity heartbeats, so a worker that dies under it is noticed in that time rather than
+    at `start_to_close`)."""
     return await workflow.execute_activity_method(
         activity,
         arg,
         start_to_close_timeout=start_to_close,
+        heartbeat_timeout=heartbeat,
         retry_policy=RECORD_RETRY,
         summary=summary[:200],
     )

@@ -23,7 +23,14 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.common import PLANNING_TIMEOUT, Job, places_request, record, run_pool
+from workflows.common import (
+    PLANNING_HEARTBEAT,
+    PLANNING_TIMEOUT,
+    Job,
+    places_request,
+    record,
+    run_pool,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.discovery import DiscoveryActivities
@@ -111,6 +118,7 @@ class CommunityDiscoveryWorkflow:
                     listing,
                     summary="phase 1: plan what to buy",
                     start_to_close=PLANNING_TIMEOUT,
+                    heartbeat=PLANNING_HEARTBEAT,
                 )
                 self._purchases = planned.lines
                 self._purchase_searches = planned.searches
