@@ -131,8 +131,8 @@ class DiscoveryInput(BaseModel):
     plan: DiscoveryPlan | None = None  # set by continue-as-new, with carry
     carry: DiscoveryCarry | None = None
     # Search streams of one community running at once. Many, so that the requests' answers
-    # come back close together and one workflow task takes several (issue #16: 16 streams
-    # instead of 4 made fewer workflow tasks per request); the quota is the task queue's.
+    # come back close together and one workflow task takes several (fewer workflow tasks
+    # and history events per request); the quota is the task queues' business.
     streams: int = 16
     continue_as_new_after_events: int | None = None  # test hook
 
