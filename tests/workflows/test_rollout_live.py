@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -388,10 +389,17 @@ async def test_invalid_key_pauses_the_rollout_and_resume_finishes_it(
     assert "Places" in doc.paused_reason
     assert "API_KEY_INVALID" in doc.paused_reason
     assert await env.scalar("SELECT count(*) FROM community_rollouts WHERE status='failed'") == 0
-    paused_rows = await env.scalar(
-        "SELECT count(*) FROM community_rollouts WHERE status = 'paused'"
-    )
-    assert paused_rows == 56 - doc.status_breakdown.completed
+    # The workflow reports the pause first; its rows follow in the bookkeeping activity
+    # that marks them (retried like any), so wait for the rows too.
+    expected = 56 - doc.status_breakdown.completed
+    deadline = time.monotonic() + 60
+    while (
+        paused_rows := await env.scalar(
+            "SELECT count(*) FROM community_rollouts WHERE status = 'paused'"
+        )
+    ) != expected:
+        assert time.monotonic() < deadline, f"{paused_rows} rows paused, not {expected}"
+        await asyncio.sleep(0.3)
     env.emulator.post("/sim/config", {"api_key": API_KEY})
     await handle.signal(StateRolloutWorkflow.resume)
     done_before = doc.status_breakdown.completed
